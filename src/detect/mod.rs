@@ -1,0 +1,360 @@
+//! Face detection: the MTCNN cascade (Zhang et al. 2016) on burn, following facenet-pytorch
+//! 2.6.0's `detect_face` step for step so that the pretrained weights behave as they were trained.
+//!
+//! The cascade: a scale pyramid scanned by P-Net (candidates), per-scale and cross-scale NMS,
+//! box regression and squaring; R-Net rescoring of 24×24 crops; O-Net rescoring of 48×48 crops,
+//! which also places five landmarks; a final "Min" NMS. Pixel work (resampling, cropping, NMS)
+//! runs on the CPU in plain Rust; the networks run on whatever burn `Device` the detector holds.
+
+pub mod boxes;
+pub mod nets;
+pub mod resample;
+
+use burn::prelude::*;
+use burn::tensor::Transaction;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::Frame;
+use crate::weights::{load_pytorch_safetensors, WeightsError};
+use boxes::{crop_window, nms, regress, square, Candidate, Overlap};
+pub use nets::{ONet, PNet, RNet};
+use resample::resize_area_into;
+
+/// A detected face, in pixels of the original image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Face {
+    /// `[x1, y1, x2, y2]`.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Face probability from O-Net.
+    pub score: f32,
+    /// Left eye, right eye, nose, mouth left, mouth right (image left/right), each `[x, y]`.
+    pub landmarks: [[f32; 2]; 5],
+}
+
+impl Face {
+    pub fn width(&self) -> f32 {
+        self.bbox[2] - self.bbox[0]
+    }
+
+    pub fn height(&self) -> f32 {
+        self.bbox[3] - self.bbox[1]
+    }
+}
+
+/// Tunables of the cascade; the defaults are facenet-pytorch's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorConfig {
+    /// Smallest face side searched for, in pixels. Larger is faster.
+    pub min_face_size: f32,
+    /// Score thresholds of P-Net, R-Net and O-Net.
+    pub thresholds: [f32; 3],
+    /// Ratio between pyramid scales.
+    pub scale_factor: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            min_face_size: 20.0,
+            thresholds: [0.6, 0.7, 0.7],
+            scale_factor: 0.709,
+        }
+    }
+}
+
+/// Why detection could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("invalid detector setting: {0}")]
+    Config(String),
+    #[error("reading results back from the {0} backend failed: {1}")]
+    Backend(String, String),
+}
+
+/// The raw bytes of the three MTCNN safetensors files.
+#[derive(Clone)]
+pub struct MtcnnWeights {
+    pub pnet: Vec<u8>,
+    pub rnet: Vec<u8>,
+    pub onet: Vec<u8>,
+}
+
+/// File names of the three weight files, as shipped in `assets/mtcnn/`.
+pub const WEIGHT_FILES: [&str; 3] = ["pnet.safetensors", "rnet.safetensors", "onet.safetensors"];
+
+/// MTCNN on a burn device.
+#[derive(Debug, Clone)]
+pub struct FaceDetector {
+    pnet: PNet,
+    rnet: RNet,
+    onet: ONet,
+    device: Device,
+    config: DetectorConfig,
+}
+
+impl FaceDetector {
+    /// Builds the three networks on `device` and loads their weights.
+    pub fn new(
+        weights: &MtcnnWeights,
+        config: DetectorConfig,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        Ok(FaceDetector {
+            pnet: load_pytorch_safetensors(PNet::new(device), &weights.pnet, WEIGHT_FILES[0])?,
+            rnet: load_pytorch_safetensors(RNet::new(device), &weights.rnet, WEIGHT_FILES[1])?,
+            onet: load_pytorch_safetensors(ONet::new(device), &weights.onet, WEIGHT_FILES[2])?,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: DetectorConfig) {
+        self.config = config;
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn pnet(&self) -> &PNet {
+        &self.pnet
+    }
+
+    pub fn rnet(&self) -> &RNet {
+        &self.rnet
+    }
+
+    pub fn onet(&self) -> &ONet {
+        &self.onet
+    }
+
+    /// Detects faces, blocking until done (native only: the browser must use
+    /// [`Self::detect_async`], because WebGPU read-back cannot block).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn detect(&self, frame: &Frame) -> Result<Vec<Face>, DetectError> {
+        pollster::block_on(self.detect_async(frame))
+    }
+
+    /// Detects faces, best score first.
+    pub async fn detect_async(&self, frame: &Frame) -> Result<Vec<Face>, DetectError> {
+        let cfg = &self.config;
+        if !(cfg.min_face_size >= 12.0) {
+            return Err(DetectError::Config(format!(
+                "minimum face size {} is below 12 pixels",
+                cfg.min_face_size
+            )));
+        }
+        if !(cfg.scale_factor > 0.1 && cfg.scale_factor < 0.95) {
+            return Err(DetectError::Config(format!(
+                "scale factor {} is outside 0.1–0.95",
+                cfg.scale_factor
+            )));
+        }
+        let candidates = self.stage1(frame).await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let candidates = self.stage2(frame, candidates).await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.stage3(frame, candidates).await
+    }
+
+    /// P-Net over the scale pyramid.
+    async fn stage1(&self, frame: &Frame) -> Result<Vec<Candidate>, DetectError> {
+        let cfg = &self.config;
+        let (w, h) = (frame.width() as f32, frame.height() as f32);
+        let m = 12.0 / cfg.min_face_size;
+        let mut minl = w.min(h) * m;
+        let mut scales = Vec::new();
+        let mut scale = m;
+        while minl >= 12.0 {
+            scales.push(scale);
+            scale *= cfg.scale_factor;
+            minl *= cfg.scale_factor;
+        }
+        let mut all = Vec::new();
+        for scale in scales {
+            let sh = (h * scale + 1.0) as usize;
+            let sw = (w * scale + 1.0) as usize;
+            let mut input = Vec::with_capacity(3 * sh * sw);
+            resize_area_into(
+                frame,
+                (0, 0, frame.width() as usize, frame.height() as usize),
+                sw,
+                sh,
+                &mut input,
+            );
+            let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, sh, sw]), &self.device);
+            let (reg, prob) = self.pnet.forward(x);
+            let [oh, ow] = [prob.dims()[2], prob.dims()[3]];
+            let face_prob = prob.narrow(1, 1, 1);
+            let [reg, face_prob] = self
+                .read([reg.flatten::<1>(0, 3), face_prob.flatten::<1>(0, 3)])
+                .await?;
+            let mut level = Vec::new();
+            for y in 0..oh {
+                for x in 0..ow {
+                    let p = face_prob[y * ow + x];
+                    if p >= cfg.thresholds[0] {
+                        let at = |c: usize| reg[c * oh * ow + y * ow + x];
+                        level.push(Candidate {
+                            x1: ((2 * x + 1) as f32 / scale).floor(),
+                            y1: ((2 * y + 1) as f32 / scale).floor(),
+                            x2: ((2 * x + 12) as f32 / scale).floor(),
+                            y2: ((2 * y + 12) as f32 / scale).floor(),
+                            score: p,
+                            reg: [at(0), at(1), at(2), at(3)],
+                        });
+                    }
+                }
+            }
+            // Per-scale NMS keeps candidates in the order torchvision returns them (by score).
+            all.extend(
+                nms(&level, 0.5, Overlap::Union)
+                    .into_iter()
+                    .map(|i| level[i]),
+            );
+        }
+        let keep = nms(&all, 0.7, Overlap::Union);
+        Ok(keep
+            .into_iter()
+            .map(|i| square(&regress(&all[i], all[i].reg, false)))
+            .collect())
+    }
+
+    /// R-Net on 24×24 crops of the candidates.
+    async fn stage2(
+        &self,
+        frame: &Frame,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let (kept, input) = self.crops(frame, &candidates, 24);
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = kept.len();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 24, 24]), &self.device);
+        let (reg, prob) = self.rnet.forward(x);
+        let [reg, prob] = self
+            .read([reg.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)])
+            .await?;
+        let mut passed = Vec::new();
+        for (k, &i) in kept.iter().enumerate() {
+            let score = prob[k * 2 + 1];
+            if score > self.config.thresholds[1] {
+                let c = candidates[i];
+                passed.push(Candidate {
+                    score,
+                    reg: [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]],
+                    ..c
+                });
+            }
+        }
+        let keep = nms(&passed, 0.7, Overlap::Union);
+        Ok(keep
+            .into_iter()
+            .map(|i| square(&regress(&passed[i], passed[i].reg, true)))
+            .collect())
+    }
+
+    /// O-Net on 48×48 crops: final scores, boxes and landmarks.
+    async fn stage3(
+        &self,
+        frame: &Frame,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Face>, DetectError> {
+        let (kept, input) = self.crops(frame, &candidates, 48);
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = kept.len();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 48, 48]), &self.device);
+        let (reg, marks, prob) = self.onet.forward(x);
+        let [reg, marks, prob] = self
+            .read([
+                reg.flatten::<1>(0, 1),
+                marks.flatten::<1>(0, 1),
+                prob.flatten::<1>(0, 1),
+            ])
+            .await?;
+        let mut passed = Vec::new();
+        let mut points = Vec::new();
+        for (k, &i) in kept.iter().enumerate() {
+            let score = prob[k * 2 + 1];
+            if score > self.config.thresholds[2] {
+                let c = candidates[i];
+                let bw = c.x2 - c.x1 + 1.0;
+                let bh = c.y2 - c.y1 + 1.0;
+                let m = &marks[k * 10..k * 10 + 10];
+                let mut lm = [[0f32; 2]; 5];
+                for (j, p) in lm.iter_mut().enumerate() {
+                    *p = [bw * m[j] + c.x1 - 1.0, bh * m[j + 5] + c.y1 - 1.0];
+                }
+                let r = [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]];
+                passed.push(regress(&Candidate { score, ..c }, r, true));
+                points.push(lm);
+            }
+        }
+        let keep = nms(&passed, 0.7, Overlap::Min);
+        Ok(keep
+            .into_iter()
+            .map(|i| {
+                let c = passed[i];
+                Face {
+                    bbox: [c.x1, c.y1, c.x2, c.y2],
+                    score: c.score,
+                    landmarks: points[i],
+                }
+            })
+            .collect())
+    }
+
+    /// Area-resized, normalised crops of the candidates' windows, stacked NCHW; returns the
+    /// indices of the candidates whose window is not empty.
+    fn crops(
+        &self,
+        frame: &Frame,
+        candidates: &[Candidate],
+        size: usize,
+    ) -> (Vec<usize>, Vec<f32>) {
+        let mut kept = Vec::new();
+        let mut input = Vec::with_capacity(candidates.len() * 3 * size * size);
+        for (i, c) in candidates.iter().enumerate() {
+            if let Some(window) = crop_window(c, frame.width(), frame.height()) {
+                resize_area_into(frame, window, size, size, &mut input);
+                kept.push(i);
+            }
+        }
+        (kept, input)
+    }
+
+    /// Reads tensors back in one transaction (one GPU round trip).
+    async fn read<const N: usize>(
+        &self,
+        tensors: [Tensor<1>; N],
+    ) -> Result<[Vec<f32>; N], DetectError> {
+        let mut tx = Transaction::default();
+        for t in tensors {
+            tx = tx.register(t);
+        }
+        let data = tx
+            .execute_async()
+            .await
+            .map_err(|e| DetectError::Backend(format!("{:?}", self.device), format!("{e:?}")))?;
+        let mut out: Vec<Vec<f32>> = Vec::with_capacity(N);
+        for d in data {
+            out.push(d.convert::<f32>().try_into_vec::<f32>().map_err(|e| {
+                DetectError::Backend(format!("{:?}", self.device), format!("{e:?}"))
+            })?);
+        }
+        out.try_into()
+            .map_err(|_| DetectError::Backend(format!("{:?}", self.device), "result count".into()))
+    }
+}

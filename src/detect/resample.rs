@@ -1,0 +1,107 @@
+//! Area resampling, exactly as PyTorch's `interpolate(mode="area")` (adaptive average pooling):
+//! output cell `i` averages input rows/columns `floor(i·in/out) .. ceil((i+1)·in/out)`.
+//! The pyramid and the R/O-Net crops are both made with it, on raw 0–255 values, and normalised
+//! afterwards, as in the reference pipeline.
+
+use crate::frame::Frame;
+
+/// Normalisation of MTCNN inputs: `(v - 127.5) / 128`.
+#[inline]
+pub fn normalise(v: f32) -> f32 {
+    (v - 127.5) * 0.0078125
+}
+
+/// Resizes the window `[x0, x1) × [y0, y1)` of `frame` to `out_w × out_h` and appends it to `out`
+/// as normalised planar CHW (R, G, B planes).
+pub fn resize_area_into(
+    frame: &Frame,
+    window: (usize, usize, usize, usize),
+    out_w: usize,
+    out_h: usize,
+    out: &mut Vec<f32>,
+) {
+    let (x0, y0, x1, y1) = window;
+    let in_w = x1 - x0;
+    let in_h = y1 - y0;
+    let cols = bins(in_w, out_w);
+    let rows = bins(in_h, out_h);
+    let stride = frame.width() as usize * 3;
+    let rgb = frame.rgb();
+    // Horizontal pass: for each input row of the window, average the column bins.
+    let mut horiz = vec![0f32; in_h * out_w * 3];
+    for r in 0..in_h {
+        let line = &rgb[(y0 + r) * stride..(y0 + r + 1) * stride];
+        for (o, &(s, e)) in cols.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for c in (x0 + s)..(x0 + e) {
+                acc[0] += line[c * 3] as f32;
+                acc[1] += line[c * 3 + 1] as f32;
+                acc[2] += line[c * 3 + 2] as f32;
+            }
+            let n = (e - s) as f32;
+            let dst = (r * out_w + o) * 3;
+            horiz[dst] = acc[0] / n;
+            horiz[dst + 1] = acc[1] / n;
+            horiz[dst + 2] = acc[2] / n;
+        }
+    }
+    // Vertical pass, written planar and normalised.
+    let base = out.len();
+    out.resize(base + 3 * out_h * out_w, 0.0);
+    for (o, &(s, e)) in rows.iter().enumerate() {
+        let n = (e - s) as f32;
+        for x in 0..out_w {
+            let mut acc = [0f32; 3];
+            for r in s..e {
+                let src = (r * out_w + x) * 3;
+                acc[0] += horiz[src];
+                acc[1] += horiz[src + 1];
+                acc[2] += horiz[src + 2];
+            }
+            for ch in 0..3 {
+                out[base + ch * out_h * out_w + o * out_w + x] = normalise(acc[ch] / n);
+            }
+        }
+    }
+}
+
+/// Bin boundaries of adaptive pooling from `input` cells to `output` cells.
+fn bins(input: usize, output: usize) -> Vec<(usize, usize)> {
+    (0..output)
+        .map(|i| {
+            let start = (i * input) / output;
+            let end = ((i + 1) * input).div_ceil(output);
+            (start, end.max(start + 1).min(input.max(1)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_match_adaptive_pooling() {
+        assert_eq!(bins(5, 2), vec![(0, 3), (2, 5)]);
+        assert_eq!(bins(4, 2), vec![(0, 2), (2, 4)]);
+        // Upsampling repeats cells.
+        assert_eq!(bins(2, 4), vec![(0, 1), (0, 1), (1, 2), (1, 2)]);
+    }
+
+    #[test]
+    fn area_resize_averages_blocks() {
+        // 4×2 image: left half 0, right half 200 (all channels); to 2×1.
+        let rgb: Vec<u8> = [0u8, 0, 200, 200, 0, 0, 200, 200]
+            .iter()
+            .flat_map(|&v| [v, v, v])
+            .collect();
+        let frame = Frame::from_rgb(4, 2, rgb).unwrap();
+        let mut out = Vec::new();
+        resize_area_into(&frame, (0, 0, 4, 2), 2, 1, &mut out);
+        let expect = [normalise(0.0), normalise(200.0)];
+        assert_eq!(out.len(), 6);
+        for ch in 0..3 {
+            assert_eq!(&out[ch * 2..ch * 2 + 2], &expect);
+        }
+    }
+}

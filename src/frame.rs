@@ -1,0 +1,244 @@
+//! Decoded images: the one place where outside bytes become pixels.
+//!
+//! Every photo a user drops and every dataset image goes through [`Frame::decode`], so the limits
+//! that keep a hostile header from allocating gigabytes, and the EXIF rotation that keeps a phone
+//! photo upright, are applied everywhere alike.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+
+/// Largest width or height accepted, in pixels. A 30000×30000 header is refused before any pixel
+/// buffer is allocated.
+pub const MAX_DIMENSION: u32 = 12_000;
+/// Largest decoded buffer accepted, in bytes (RGBA 16-bit at the largest size fits comfortably).
+pub const MAX_ALLOC_BYTES: u64 = 1 << 30;
+
+/// Why an image could not be turned into a [`Frame`]. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the file is empty (0 bytes); choose a JPEG, PNG, GIF, WebP or BMP photo")]
+    Empty,
+    #[error(
+        "this is not an image mien can read (not JPEG, PNG, GIF, WebP or BMP); choose a photo file"
+    )]
+    NotAnImage,
+    #[error("the image is {width}×{height} pixels; the largest accepted is {max}×{max}: scale it down and try again")]
+    TooLarge { width: u32, height: u32, max: u32 },
+    #[error("the image is {width}×{height} pixels, too small to hold a face")]
+    TooSmall { width: u32, height: u32 },
+    #[error("the image file is damaged or truncated ({0}); re-export or re-download it")]
+    Corrupt(String),
+    #[error("the pixel buffer does not match {width}×{height} RGBA ({len} bytes)")]
+    BadBuffer { width: u32, height: u32, len: usize },
+}
+
+/// An 8-bit RGB image, row-major, 3 bytes a pixel: what the detector and the cropper read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame({}×{})", self.width, self.height)
+    }
+}
+
+impl Frame {
+    /// Decodes JPEG/PNG/GIF (first frame)/WebP/BMP bytes into an upright RGB frame.
+    ///
+    /// The format is sniffed from the bytes, never from a file name. Dimensions are checked from
+    /// the header before decoding, the EXIF orientation is applied, alpha is dropped and grayscale
+    /// is replicated to three channels (as the reference MTCNN's PIL `convert("RGB")` does).
+    pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+        if bytes.is_empty() {
+            return Err(FrameError::Empty);
+        }
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
+        if reader.format().is_none() {
+            return Err(FrameError::NotAnImage);
+        }
+        let (width, height) = reader
+            .into_dimensions()
+            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
+        if width > MAX_DIMENSION || height > MAX_DIMENSION {
+            return Err(FrameError::TooLarge {
+                width,
+                height,
+                max: MAX_DIMENSION,
+            });
+        }
+        let mut reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(MAX_DIMENSION);
+        limits.max_image_height = Some(MAX_DIMENSION);
+        limits.max_alloc = Some(MAX_ALLOC_BYTES);
+        reader.limits(limits);
+        let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+        let orientation = decoder.orientation().map_err(map_image_error)?;
+        let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+        image.apply_orientation(orientation);
+        Ok(Frame::from_dynamic(&image))
+    }
+
+    /// Converts an already decoded image (alpha dropped, gray replicated).
+    pub fn from_dynamic(image: &DynamicImage) -> Frame {
+        let rgb = image.to_rgb8();
+        Frame {
+            width: rgb.width(),
+            height: rgb.height(),
+            rgb: rgb.into_raw(),
+        }
+    }
+
+    /// Wraps RGBA bytes as a canvas `ImageData` holds them (a webcam frame).
+    pub fn from_rgba(width: u32, height: u32, rgba: &[u8]) -> Result<Frame, FrameError> {
+        let n = width as usize * height as usize;
+        if rgba.len() != n * 4 || n == 0 {
+            return Err(FrameError::BadBuffer {
+                width,
+                height,
+                len: rgba.len(),
+            });
+        }
+        let mut rgb = Vec::with_capacity(n * 3);
+        for px in rgba.chunks_exact(4) {
+            rgb.extend_from_slice(&px[..3]);
+        }
+        Ok(Frame { width, height, rgb })
+    }
+
+    /// Wraps RGB bytes (3 a pixel, row-major).
+    pub fn from_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Frame, FrameError> {
+        let n = width as usize * height as usize;
+        if rgb.len() != n * 3 || n == 0 {
+            return Err(FrameError::BadBuffer {
+                width,
+                height,
+                len: rgb.len(),
+            });
+        }
+        Ok(Frame { width, height, rgb })
+    }
+
+    /// A gray image replicated to RGB (dataset crops are 8-bit gray).
+    pub fn from_gray(width: u32, height: u32, gray: &[u8]) -> Result<Frame, FrameError> {
+        let n = width as usize * height as usize;
+        if gray.len() != n || n == 0 {
+            return Err(FrameError::BadBuffer {
+                width,
+                height,
+                len: gray.len(),
+            });
+        }
+        let rgb = gray.iter().flat_map(|&g| [g, g, g]).collect();
+        Ok(Frame { width, height, rgb })
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Row-major RGB bytes.
+    pub fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+
+    /// The pixel at (x, y) as `[r, g, b]`; coordinates must be inside the frame.
+    #[inline]
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+fn map_image_error(e: image::ImageError) -> FrameError {
+    match e {
+        image::ImageError::Limits(_) => FrameError::TooLarge {
+            width: 0,
+            height: 0,
+            max: MAX_DIMENSION,
+        },
+        image::ImageError::Unsupported(u) => {
+            if matches!(u.kind(), image::error::UnsupportedErrorKind::Format(_)) {
+                FrameError::NotAnImage
+            } else {
+                FrameError::Corrupt(u.to_string())
+            }
+        }
+        other => FrameError::Corrupt(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_text_are_refused_with_their_own_errors() {
+        assert!(matches!(Frame::decode(b""), Err(FrameError::Empty)));
+        assert!(matches!(
+            Frame::decode(b"hello, I am not a photo"),
+            Err(FrameError::NotAnImage)
+        ));
+    }
+
+    #[test]
+    fn huge_png_header_is_refused_before_decoding() {
+        // A valid PNG signature and IHDR claiming 30000×30000, with no pixel data at all.
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&30000u32.to_be_bytes());
+        ihdr.extend_from_slice(&30000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        for chunk in [&b"IDAT"[..], &b"IEND"[..]] {
+            png.extend_from_slice(&0u32.to_be_bytes());
+            png.extend_from_slice(chunk);
+            png.extend_from_slice(&crc32(chunk).to_be_bytes());
+        }
+        match Frame::decode(&png) {
+            Err(FrameError::TooLarge {
+                width: 30000,
+                height: 30000,
+                ..
+            }) => {}
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rgba_buffer_must_match_dimensions() {
+        assert!(Frame::from_rgba(2, 2, &[0; 15]).is_err());
+        let f = Frame::from_rgba(2, 1, &[1, 2, 3, 255, 4, 5, 6, 255]).unwrap();
+        assert_eq!(f.rgb(), &[1, 2, 3, 4, 5, 6]);
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}

@@ -1,0 +1,17 @@
+//! mien: facial-expression recognition that runs on the user's own machine.
+//!
+//! The same code turns pixels into faces everywhere — the trainer, the CLI, the browser worker:
+//! bytes → [`Frame`] → [`Face`]s ([`FaceDetector`]) → aligned [`FaceCrop`]s ([`align`]) →
+//! emotions. The crate knows nothing of files or the DOM; its edges take bytes.
+
+pub mod align;
+pub mod detect;
+pub mod emotion;
+pub mod frame;
+pub mod weights;
+
+pub use align::{crop_face, CropConfig, FaceCrop};
+pub use detect::{DetectError, DetectorConfig, Face, FaceDetector, MtcnnWeights};
+pub use emotion::Emotion;
+pub use frame::{Frame, FrameError};
+pub use weights::WeightsError;

@@ -1,0 +1,47 @@
+//! Shared helpers of the integration tests: paths to the shipped assets and the fixtures.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use mien::{DetectorConfig, FaceDetector, MtcnnWeights};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+pub fn mtcnn_weights() -> MtcnnWeights {
+    let dir = repo().join("assets/mtcnn");
+    let read = |f: &str| {
+        std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+    };
+    MtcnnWeights {
+        pnet: read("pnet.safetensors"),
+        rnet: read("rnet.safetensors"),
+        onet: read("onet.safetensors"),
+    }
+}
+
+pub fn detector() -> FaceDetector {
+    FaceDetector::new(
+        &mtcnn_weights(),
+        DetectorConfig::default(),
+        &burn::prelude::Device::flex(),
+    )
+    .expect("shipped MTCNN weights load")
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}

@@ -1,0 +1,272 @@
+//! `cargo xtask`: the project's own commands, so that a fresh machine needs nothing but cargo.
+//!
+//! - `cargo xtask serve`  builds the web app with the shipped models and serves it.
+//! - `cargo xtask test`   installs what the tests need, then runs every test: native and browser.
+//! - `cargo xtask setup`  only the installs (idempotent; tools live outside the clone).
+//! - `cargo xtask build`  only the web build (`dist/`).
+//! - `cargo xtask bench`  the detection benchmark, natively and in headless Chromium.
+//!
+//! Tools are pinned here and installed into `$MIEN_CACHE/tools` (default `~/.cache/mien/tools`),
+//! so repeated runs and fresh clones reuse them.
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{exit, Command};
+use std::time::Instant;
+
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const TRUNK_VERSION: &str = "0.21.14";
+const BINARYEN_VERSION: &str = "132";
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "ffmpeg"];
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let started = Instant::now();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("build") => setup().and_then(|_| build_web(args.iter().any(|a| a == "--dev"))),
+        Some("serve") => serve(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)"
+            );
+            exit(2);
+        }
+    };
+    match result {
+        Ok(()) => eprintln!("xtask: done in {:.0} s", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            exit(1);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = env::var_os("MIEN_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".cache").join("mien")
+}
+
+fn tools_dir() -> PathBuf {
+    cache_dir().join("tools")
+}
+
+/// PATH with the pinned tools first.
+fn tool_path() -> OsString {
+    let mut paths = vec![
+        tools_dir().join("bin"),
+        tools_dir().join("node/node_modules/.bin"),
+    ];
+    if let Some(p) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&p));
+    }
+    env::join_paths(paths).expect("valid PATH")
+}
+
+fn cmd(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("PATH", tool_path()).current_dir(root());
+    c
+}
+
+fn run(c: &mut Command) -> Result {
+    eprintln!("xtask: $ {}", describe(c));
+    let status = c
+        .status()
+        .map_err(|e| format!("could not start {}: {e}", describe(c)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(c)))
+    }
+}
+
+fn describe(c: &Command) -> String {
+    let mut s = c.get_program().to_string_lossy().into_owned();
+    for a in c.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = cmd(program).args(args).output().ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
+}
+
+fn setup() -> Result {
+    let tools = tools_dir();
+    std::fs::create_dir_all(&tools)
+        .map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
+
+    // The wasm32 target comes with rust-toolchain.toml; this is a no-op when present.
+    run(cmd("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+
+    if !Path::new("/usr/bin/chromedriver").exists() || !Path::new("/usr/bin/ffmpeg").exists() {
+        if !is_root() {
+            return Err(format!(
+                "Chromium, ChromeDriver and ffmpeg are missing: run `sudo apt-get install -y {}`",
+                APT_PACKAGES.join(" ")
+            ));
+        }
+        run(cmd("apt-get").arg("update").arg("-qq"))?;
+        run(cmd("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(APT_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    let root_arg = tools.to_string_lossy().into_owned();
+    if !output_of("wasm-bindgen", &["--version"]).is_some_and(|v| v.contains(WASM_BINDGEN_VERSION))
+    {
+        // Without --locked: the CLI's own lockfile wants a crate version the registry lacks.
+        run(cmd("cargo").args([
+            "install",
+            "--root",
+            &root_arg,
+            "wasm-bindgen-cli",
+            "--version",
+            WASM_BINDGEN_VERSION,
+        ]))?;
+    }
+    if !output_of("trunk", &["--version"]).is_some_and(|v| v.contains(TRUNK_VERSION)) {
+        run(cmd("cargo").args([
+            "install",
+            "--locked",
+            "--root",
+            &root_arg,
+            "trunk",
+            "--version",
+            TRUNK_VERSION,
+        ]))?;
+    }
+    if !output_of("wasm-opt", &["--version"])
+        .is_some_and(|v| v.contains(&format!("version {BINARYEN_VERSION}")))
+    {
+        let node = tools.join("node");
+        std::fs::create_dir_all(&node).map_err(|e| e.to_string())?;
+        run(cmd("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&node)
+            .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    output_of("id", &["-u"]).is_some_and(|s| s.trim() == "0")
+}
+
+fn build_web(dev: bool) -> Result {
+    let mut c = cmd("trunk");
+    c.arg("build");
+    if !dev {
+        c.arg("--release");
+    }
+    run(&mut c)
+}
+
+fn serve(args: &[String]) -> Result {
+    setup()?;
+    let dev = args.iter().any(|a| a == "--dev");
+    let port = args
+        .iter()
+        .position(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "8080".into());
+    let mut c = cmd("trunk");
+    c.args(["serve", "--address", "127.0.0.1", "--port", &port]);
+    if !dev {
+        c.arg("--release");
+    }
+    run(&mut c)
+}
+
+fn test() -> Result {
+    setup()?;
+    let t = Instant::now();
+    run(cmd("cargo").args(["fmt", "--all", "--check"]))?;
+    run(cmd("cargo").args(["test", "--workspace", "--exclude", "mien-web"]))?;
+    eprintln!(
+        "xtask: native tests took {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    build_web(false)?;
+    eprintln!("xtask: web build took {:.0} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    run(cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "mien",
+            "--test",
+            "browser",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("MIEN_DIST", root().join("dist")))?;
+    eprintln!(
+        "xtask: browser tests took {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result {
+    setup()?;
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "30".into());
+    run(cmd("cargo").args([
+        "run",
+        "--release",
+        "-p",
+        "mien-trainer",
+        "--",
+        "bench-detect",
+        "--runs",
+        &runs,
+    ]))?;
+    build_web(false)?;
+    run(cmd("cargo")
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "mien",
+            "--test",
+            "browser",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "bench_",
+        ])
+        .env("MIEN_DIST", root().join("dist"))
+        .env("MIEN_BENCH_RUNS", &runs))
+}
