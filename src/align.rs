@@ -23,11 +23,7 @@ pub struct CropConfig {
 
 impl Default for CropConfig {
     fn default() -> Self {
-        CropConfig {
-            size: 48,
-            margin: 0.1,
-            align: true,
-        }
+        CropConfig { size: 48, margin: 0.1, align: true }
     }
 }
 
@@ -55,10 +51,7 @@ impl CropGeometry {
         let dx = (u - size as f32 / 2.0) * s;
         let dy = (v - size as f32 / 2.0) * s;
         let (sin, cos) = self.angle.sin_cos();
-        [
-            self.centre[0] + cos * dx - sin * dy,
-            self.centre[1] + sin * dx + cos * dy,
-        ]
+        [self.centre[0] + cos * dx - sin * dy, self.centre[1] + sin * dx + cos * dy]
     }
 
     /// Crop coordinates of the frame point `p` (the inverse of [`Self::to_frame`]).
@@ -67,28 +60,41 @@ impl CropGeometry {
         let dx = p[0] - self.centre[0];
         let dy = p[1] - self.centre[1];
         let (sin, cos) = self.angle.sin_cos();
-        [
-            (cos * dx + sin * dy) * s + size as f32 / 2.0,
-            (-sin * dx + cos * dy) * s + size as f32 / 2.0,
-        ]
+        [(cos * dx + sin * dy) * s + size as f32 / 2.0, (-sin * dx + cos * dy) * s + size as f32 / 2.0]
     }
 }
 
+/// Longer side of an upright MTCNN face box, in units of the eye-centre-to-mouth-centre distance
+/// (≈ 2.9–3.0 on the reference detections of the fixtures).
+const BOX_PER_EYE_MOUTH: f32 = 3.0;
+/// The box centre sits this far (same unit) from the eye–mouth midpoint, towards the forehead.
+const CENTRE_UP_SHIFT: f32 = 0.1;
+
 /// The window a face is cut from, under `config`.
+///
+/// Aligned crops take their centre and scale from the landmarks, which turn with the face, rather
+/// than from the box, which bounds a turned face loosely: a photo turned by 20° gives the same
+/// crop as the upright one. The constants make both agree on upright faces.
 pub fn crop_geometry(face: &Face, config: &CropConfig) -> CropGeometry {
     let [x1, y1, x2, y2] = face.bbox;
-    let longer = (x2 - x1).max(y2 - y1).max(1.0);
-    let angle = if config.align {
-        let [l, r] = [face.landmarks[0], face.landmarks[1]];
-        (r[1] - l[1]).atan2(r[0] - l[0])
-    } else {
-        0.0
-    };
-    CropGeometry {
-        centre: [(x1 + x2) / 2.0, (y1 + y2) / 2.0],
-        side: longer * (1.0 + 2.0 * config.margin.max(0.0)),
-        angle,
+    let margin = 1.0 + 2.0 * config.margin.max(0.0);
+    let box_geometry =
+        CropGeometry { centre: [(x1 + x2) / 2.0, (y1 + y2) / 2.0], side: (x2 - x1).max(y2 - y1).max(1.0) * margin, angle: 0.0 };
+    if !config.align {
+        return box_geometry;
     }
+    let [l, r, _, ml, mr] = face.landmarks;
+    let eyes = [(l[0] + r[0]) / 2.0, (l[1] + r[1]) / 2.0];
+    let mouth = [(ml[0] + mr[0]) / 2.0, (ml[1] + mr[1]) / 2.0];
+    let down = [mouth[0] - eyes[0], mouth[1] - eyes[1]];
+    let d = (down[0] * down[0] + down[1] * down[1]).sqrt();
+    let angle = (r[1] - l[1]).atan2(r[0] - l[0]);
+    if !(d >= 1.0) || !angle.is_finite() {
+        return box_geometry;
+    }
+    let mid = [(eyes[0] + mouth[0]) / 2.0, (eyes[1] + mouth[1]) / 2.0];
+    let centre = [mid[0] - down[0] / d * CENTRE_UP_SHIFT * d, mid[1] - down[1] / d * CENTRE_UP_SHIFT * d];
+    CropGeometry { centre, side: BOX_PER_EYE_MOUTH * d * margin, angle }
 }
 
 /// Cuts the aligned gray crop of `face` out of `frame`. Parts of the window outside the frame
@@ -135,8 +141,7 @@ fn bilinear_gray(frame: &Frame, x: f32, y: f32) -> f32 {
     let y0 = y.floor();
     let fx = x - x0;
     let fy = y - y0;
-    let at =
-        |xi: i64, yi: i64| luma(frame.pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32));
+    let at = |xi: i64, yi: i64| luma(frame.pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32));
     let (xi, yi) = (x0 as i64, y0 as i64);
     let top = at(xi, yi) * (1.0 - fx) + at(xi + 1, yi) * fx;
     let bottom = at(xi, yi + 1) * (1.0 - fx) + at(xi + 1, yi + 1) * fx;
@@ -152,23 +157,12 @@ mod tests {
         let face = Face {
             bbox: [100.0, 100.0, 200.0, 220.0],
             score: 1.0,
-            landmarks: [
-                [120.0, 140.0],
-                [180.0, 160.0],
-                [150.0, 170.0],
-                [130.0, 200.0],
-                [170.0, 205.0],
-            ],
+            landmarks: [[120.0, 140.0], [180.0, 160.0], [150.0, 170.0], [130.0, 200.0], [170.0, 205.0]],
         };
         let g = crop_geometry(&face, &CropConfig::default());
         let l = g.to_crop(face.landmarks[0], 48);
         let r = g.to_crop(face.landmarks[1], 48);
-        assert!(
-            (l[1] - r[1]).abs() < 1e-3,
-            "eyes at rows {} and {}",
-            l[1],
-            r[1]
-        );
+        assert!((l[1] - r[1]).abs() < 1e-3, "eyes at rows {} and {}", l[1], r[1]);
         assert!(l[0] < r[0]);
         let back = g.to_frame(l[0], l[1], 48);
         assert!((back[0] - 120.0).abs() < 1e-3 && (back[1] - 140.0).abs() < 1e-3);

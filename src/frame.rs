@@ -19,9 +19,7 @@ pub const MAX_ALLOC_BYTES: u64 = 1 << 30;
 pub enum FrameError {
     #[error("the file is empty (0 bytes); choose a JPEG, PNG, GIF, WebP or BMP photo")]
     Empty,
-    #[error(
-        "this is not an image mien can read (not JPEG, PNG, GIF, WebP or BMP); choose a photo file"
-    )]
+    #[error("this is not an image mien can read (not JPEG, PNG, GIF, WebP or BMP); choose a photo file")]
     NotAnImage,
     #[error("the image is {width}×{height} pixels; the largest accepted is {max}×{max}: scale it down and try again")]
     TooLarge { width: u32, height: u32, max: u32 },
@@ -63,15 +61,12 @@ impl Frame {
         if reader.format().is_none() {
             return Err(FrameError::NotAnImage);
         }
-        let (width, height) = reader
-            .into_dimensions()
-            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
+        // Only the header is read here; the size check below is what protects the allocation.
+        let mut reader = reader;
+        reader.no_limits();
+        let (width, height) = reader.into_dimensions().map_err(|e| FrameError::Corrupt(e.to_string()))?;
         if width > MAX_DIMENSION || height > MAX_DIMENSION {
-            return Err(FrameError::TooLarge {
-                width,
-                height,
-                max: MAX_DIMENSION,
-            });
+            return Err(FrameError::TooLarge { width, height, max: MAX_DIMENSION });
         }
         let mut reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
@@ -91,22 +86,14 @@ impl Frame {
     /// Converts an already decoded image (alpha dropped, gray replicated).
     pub fn from_dynamic(image: &DynamicImage) -> Frame {
         let rgb = image.to_rgb8();
-        Frame {
-            width: rgb.width(),
-            height: rgb.height(),
-            rgb: rgb.into_raw(),
-        }
+        Frame { width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw() }
     }
 
     /// Wraps RGBA bytes as a canvas `ImageData` holds them (a webcam frame).
     pub fn from_rgba(width: u32, height: u32, rgba: &[u8]) -> Result<Frame, FrameError> {
         let n = width as usize * height as usize;
         if rgba.len() != n * 4 || n == 0 {
-            return Err(FrameError::BadBuffer {
-                width,
-                height,
-                len: rgba.len(),
-            });
+            return Err(FrameError::BadBuffer { width, height, len: rgba.len() });
         }
         let mut rgb = Vec::with_capacity(n * 3);
         for px in rgba.chunks_exact(4) {
@@ -119,11 +106,7 @@ impl Frame {
     pub fn from_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Frame, FrameError> {
         let n = width as usize * height as usize;
         if rgb.len() != n * 3 || n == 0 {
-            return Err(FrameError::BadBuffer {
-                width,
-                height,
-                len: rgb.len(),
-            });
+            return Err(FrameError::BadBuffer { width, height, len: rgb.len() });
         }
         Ok(Frame { width, height, rgb })
     }
@@ -132,11 +115,7 @@ impl Frame {
     pub fn from_gray(width: u32, height: u32, gray: &[u8]) -> Result<Frame, FrameError> {
         let n = width as usize * height as usize;
         if gray.len() != n || n == 0 {
-            return Err(FrameError::BadBuffer {
-                width,
-                height,
-                len: gray.len(),
-            });
+            return Err(FrameError::BadBuffer { width, height, len: gray.len() });
         }
         let rgb = gray.iter().flat_map(|&g| [g, g, g]).collect();
         Ok(Frame { width, height, rgb })
@@ -165,11 +144,7 @@ impl Frame {
 
 fn map_image_error(e: image::ImageError) -> FrameError {
     match e {
-        image::ImageError::Limits(_) => FrameError::TooLarge {
-            width: 0,
-            height: 0,
-            max: MAX_DIMENSION,
-        },
+        image::ImageError::Limits(_) => FrameError::TooLarge { width: 0, height: 0, max: MAX_DIMENSION },
         image::ImageError::Unsupported(u) => {
             if matches!(u.kind(), image::error::UnsupportedErrorKind::Format(_)) {
                 FrameError::NotAnImage
@@ -188,10 +163,7 @@ mod tests {
     #[test]
     fn empty_and_text_are_refused_with_their_own_errors() {
         assert!(matches!(Frame::decode(b""), Err(FrameError::Empty)));
-        assert!(matches!(
-            Frame::decode(b"hello, I am not a photo"),
-            Err(FrameError::NotAnImage)
-        ));
+        assert!(matches!(Frame::decode(b"hello, I am not a photo"), Err(FrameError::NotAnImage)));
     }
 
     #[test]
@@ -211,11 +183,7 @@ mod tests {
             png.extend_from_slice(&crc32(chunk).to_be_bytes());
         }
         match Frame::decode(&png) {
-            Err(FrameError::TooLarge {
-                width: 30000,
-                height: 30000,
-                ..
-            }) => {}
+            Err(FrameError::TooLarge { width: 30000, height: 30000, .. }) => {}
             other => panic!("expected TooLarge, got {other:?}"),
         }
     }
@@ -232,11 +200,7 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
             }
         }
         !crc

@@ -11,6 +11,7 @@ pub mod frame;
 pub mod weights;
 
 pub use align::{crop_face, CropConfig, FaceCrop};
+pub use burn;
 pub use detect::{DetectError, DetectorConfig, Face, FaceDetector, MtcnnWeights};
 pub use emotion::Emotion;
 pub use frame::{Frame, FrameError};

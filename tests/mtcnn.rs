@@ -48,11 +48,7 @@ fn networks_match_golden_outputs() {
     assert_eq!(prob.dims(), [1, 2, 3, 6]);
     let g = &golden["pnet_16x22"];
     assert_close("pnet reg", reg.reshape([1, -1]), &g["reg_chw"]);
-    assert_close(
-        "pnet prob",
-        prob.narrow(1, 1, 1).reshape([1, -1]),
-        &g["prob_face_hw"],
-    );
+    assert_close("pnet prob", prob.narrow(1, 1, 1).reshape([1, -1]), &g["prob_face_hw"]);
 
     let (reg, prob) = det.rnet().forward(synthetic(24, 24));
     let g = &golden["rnet_24x24"];
@@ -74,23 +70,12 @@ fn finds_every_reference_face_and_nothing_on_faceless_photos() {
     for (path, entry) in reference["images"].as_object().unwrap() {
         let file = fixture(path.trim_start_matches("fixtures/"));
         let frame = Frame::decode(&std::fs::read(&file).unwrap()).unwrap();
-        assert_eq!(
-            frame.width() as u64,
-            entry["width"].as_u64().unwrap(),
-            "{path}"
-        );
+        assert_eq!(frame.width() as u64, entry["width"].as_u64().unwrap(), "{path}");
         let faces = det.detect(&frame).unwrap();
-        let expected: Vec<&Value> = entry["detections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["prob"].as_f64().unwrap() >= 0.9)
-            .collect();
+        let expected: Vec<&Value> =
+            entry["detections"].as_array().unwrap().iter().filter(|d| d["prob"].as_f64().unwrap() >= 0.9).collect();
         if path.contains("no_faces") {
-            assert!(
-                faces.is_empty(),
-                "{path}: found {faces:?} on a photo without faces"
-            );
+            assert!(faces.is_empty(), "{path}: found {faces:?} on a photo without faces");
         }
         for want in expected {
             let wb: Vec<f32> = flat(&want["box"]);
@@ -100,21 +85,13 @@ fn finds_every_reference_face_and_nothing_on_faceless_photos() {
                 .max_by(|a, b| iou(a.bbox, wb).total_cmp(&iou(b.bbox, wb)))
                 .unwrap_or_else(|| panic!("{path}: no face found, reference has {wb:?}"));
             let overlap = iou(best.bbox, wb);
-            assert!(
-                overlap >= 0.8,
-                "{path}: best IoU {overlap} for reference {wb:?}, got {:?}",
-                best.bbox
-            );
+            assert!(overlap >= 0.8, "{path}: best IoU {overlap} for reference {wb:?}, got {:?}", best.bbox);
             assert!(best.score >= 0.9, "{path}: score {}", best.score);
             let size = (wb[2] - wb[0]).max(wb[3] - wb[1]);
             let marks = flat(&want["landmarks"]);
             for (k, lm) in best.landmarks.iter().enumerate() {
-                let d =
-                    ((lm[0] - marks[2 * k]).powi(2) + (lm[1] - marks[2 * k + 1]).powi(2)).sqrt();
-                assert!(
-                    d <= 0.05 * size,
-                    "{path}: landmark {k} off by {d:.1} px (box {size:.0} px)"
-                );
+                let d = ((lm[0] - marks[2 * k]).powi(2) + (lm[1] - marks[2 * k + 1]).powi(2)).sqrt();
+                assert!(d <= 0.05 * size, "{path}: landmark {k} off by {d:.1} px (box {size:.0} px)");
             }
             checked += 1;
         }
@@ -137,27 +114,15 @@ fn bad_weight_files_are_named_errors() {
         other => panic!("truncated: {other:?}"),
     }
 
-    let swapped = MtcnnWeights {
-        pnet: good.onet.clone(),
-        ..good.clone()
-    };
+    let swapped = MtcnnWeights { pnet: good.onet.clone(), ..good.clone() };
     match FaceDetector::new(&swapped, config.clone(), &device) {
         Err(e) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains("pnet.safetensors") && msg.contains("conv"),
-                "{msg}"
-            );
+            assert!(msg.contains("pnet.safetensors") && msg.contains("conv"), "{msg}");
         }
         Ok(_) => panic!("O-Net weights accepted as P-Net"),
     }
 
-    let empty = MtcnnWeights {
-        onet: Vec::new(),
-        ..good
-    };
-    assert!(matches!(
-        FaceDetector::new(&empty, config, &device),
-        Err(WeightsError::Corrupt { .. })
-    ));
+    let empty = MtcnnWeights { onet: Vec::new(), ..good };
+    assert!(matches!(FaceDetector::new(&empty, config, &device), Err(WeightsError::Corrupt { .. })));
 }

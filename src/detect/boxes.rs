@@ -68,13 +68,7 @@ pub fn regress(c: &Candidate, reg: [f32; 4], plus_one: bool) -> Candidate {
     let p = if plus_one { 1.0 } else { 0.0 };
     let w = c.x2 - c.x1 + p;
     let h = c.y2 - c.y1 + p;
-    Candidate {
-        x1: c.x1 + reg[0] * w,
-        y1: c.y1 + reg[1] * h,
-        x2: c.x2 + reg[2] * w,
-        y2: c.y2 + reg[3] * h,
-        ..*c
-    }
+    Candidate { x1: c.x1 + reg[0] * w, y1: c.y1 + reg[1] * h, x2: c.x2 + reg[2] * w, y2: c.y2 + reg[3] * h, ..*c }
 }
 
 /// Makes a box square (side = the longer side) about its centre.
@@ -84,13 +78,7 @@ pub fn square(c: &Candidate) -> Candidate {
     let l = w.max(h);
     let x1 = c.x1 + w * 0.5 - l * 0.5;
     let y1 = c.y1 + h * 0.5 - l * 0.5;
-    Candidate {
-        x1,
-        y1,
-        x2: x1 + l,
-        y2: y1 + l,
-        ..*c
-    }
+    Candidate { x1, y1, x2: x1 + l, y2: y1 + l, ..*c }
 }
 
 /// The integer window `[x0, x1) × [y0, y1)` that the reference crops for the next stage
@@ -113,23 +101,13 @@ mod tests {
     use super::*;
 
     fn cand(x1: f32, y1: f32, x2: f32, y2: f32, score: f32) -> Candidate {
-        Candidate {
-            x1,
-            y1,
-            x2,
-            y2,
-            score,
-            reg: [0.0; 4],
-        }
+        Candidate { x1, y1, x2, y2, score, reg: [0.0; 4] }
     }
 
     #[test]
     fn nms_keeps_best_of_overlapping_and_all_disjoint() {
-        let boxes = [
-            cand(0.0, 0.0, 10.0, 10.0, 0.8),
-            cand(1.0, 1.0, 11.0, 11.0, 0.9),
-            cand(50.0, 50.0, 60.0, 60.0, 0.7),
-        ];
+        let boxes =
+            [cand(0.0, 0.0, 10.0, 10.0, 0.8), cand(1.0, 1.0, 11.0, 11.0, 0.9), cand(50.0, 50.0, 60.0, 60.0, 0.7)];
         assert_eq!(nms(&boxes, 0.5, Overlap::Union), vec![1, 2]);
         // IoU of the first two is 81/119 = 0.68: kept apart at a 0.7 threshold.
         assert_eq!(nms(&boxes, 0.7, Overlap::Union), vec![1, 0, 2]);
@@ -137,10 +115,7 @@ mod tests {
 
     #[test]
     fn min_overlap_suppresses_a_box_inside_another() {
-        let boxes = [
-            cand(0.0, 0.0, 100.0, 100.0, 0.9),
-            cand(10.0, 10.0, 30.0, 30.0, 0.95),
-        ];
+        let boxes = [cand(0.0, 0.0, 100.0, 100.0, 0.9), cand(10.0, 10.0, 30.0, 30.0, 0.95)];
         assert_eq!(nms(&boxes, 0.7, Overlap::Union), vec![1, 0]);
         assert_eq!(nms(&boxes, 0.7, Overlap::Min), vec![1]);
     }
@@ -153,13 +128,7 @@ mod tests {
 
     #[test]
     fn crop_window_clamps_to_the_image() {
-        assert_eq!(
-            crop_window(&cand(-5.0, 3.7, 120.2, 50.0, 1.0), 100, 80),
-            Some((0, 2, 100, 50))
-        );
-        assert_eq!(
-            crop_window(&cand(200.0, 3.0, 220.0, 50.0, 1.0), 100, 80),
-            None
-        );
+        assert_eq!(crop_window(&cand(-5.0, 3.7, 120.2, 50.0, 1.0), 100, 80), Some((0, 2, 100, 50)));
+        assert_eq!(crop_window(&cand(200.0, 3.0, 220.0, 50.0, 1.0), 100, 80), None);
     }
 }

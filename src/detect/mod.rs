@@ -55,11 +55,7 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        DetectorConfig {
-            min_face_size: 20.0,
-            thresholds: [0.6, 0.7, 0.7],
-            scale_factor: 0.709,
-        }
+        DetectorConfig { min_face_size: 20.0, thresholds: [0.6, 0.7, 0.7], scale_factor: 0.709 }
     }
 }
 
@@ -95,11 +91,7 @@ pub struct FaceDetector {
 
 impl FaceDetector {
     /// Builds the three networks on `device` and loads their weights.
-    pub fn new(
-        weights: &MtcnnWeights,
-        config: DetectorConfig,
-        device: &Device,
-    ) -> Result<Self, WeightsError> {
+    pub fn new(weights: &MtcnnWeights, config: DetectorConfig, device: &Device) -> Result<Self, WeightsError> {
         Ok(FaceDetector {
             pnet: load_pytorch_safetensors(PNet::new(device), &weights.pnet, WEIGHT_FILES[0])?,
             rnet: load_pytorch_safetensors(RNet::new(device), &weights.rnet, WEIGHT_FILES[1])?,
@@ -142,33 +134,31 @@ impl FaceDetector {
 
     /// Detects faces, best score first.
     pub async fn detect_async(&self, frame: &Frame) -> Result<Vec<Face>, DetectError> {
-        let cfg = &self.config;
+        self.detect_with(frame, &self.config).await
+    }
+
+    /// Detects faces with other settings than the detector's own (a per-request minimum face
+    /// size, say), without copying the networks.
+    pub async fn detect_with(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Face>, DetectError> {
         if !(cfg.min_face_size >= 12.0) {
-            return Err(DetectError::Config(format!(
-                "minimum face size {} is below 12 pixels",
-                cfg.min_face_size
-            )));
+            return Err(DetectError::Config(format!("minimum face size {} is below 12 pixels", cfg.min_face_size)));
         }
         if !(cfg.scale_factor > 0.1 && cfg.scale_factor < 0.95) {
-            return Err(DetectError::Config(format!(
-                "scale factor {} is outside 0.1–0.95",
-                cfg.scale_factor
-            )));
+            return Err(DetectError::Config(format!("scale factor {} is outside 0.1–0.95", cfg.scale_factor)));
         }
-        let candidates = self.stage1(frame).await?;
+        let candidates = self.stage1(frame, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let candidates = self.stage2(frame, candidates).await?;
+        let candidates = self.stage2(frame, candidates, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        self.stage3(frame, candidates).await
+        self.stage3(frame, candidates, cfg).await
     }
 
     /// P-Net over the scale pyramid.
-    async fn stage1(&self, frame: &Frame) -> Result<Vec<Candidate>, DetectError> {
-        let cfg = &self.config;
+    async fn stage1(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Candidate>, DetectError> {
         let (w, h) = (frame.width() as f32, frame.height() as f32);
         let m = 12.0 / cfg.min_face_size;
         let mut minl = w.min(h) * m;
@@ -184,20 +174,12 @@ impl FaceDetector {
             let sh = (h * scale + 1.0) as usize;
             let sw = (w * scale + 1.0) as usize;
             let mut input = Vec::with_capacity(3 * sh * sw);
-            resize_area_into(
-                frame,
-                (0, 0, frame.width() as usize, frame.height() as usize),
-                sw,
-                sh,
-                &mut input,
-            );
+            resize_area_into(frame, (0, 0, frame.width() as usize, frame.height() as usize), sw, sh, &mut input);
             let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, sh, sw]), &self.device);
             let (reg, prob) = self.pnet.forward(x);
             let [oh, ow] = [prob.dims()[2], prob.dims()[3]];
             let face_prob = prob.narrow(1, 1, 1);
-            let [reg, face_prob] = self
-                .read([reg.flatten::<1>(0, 3), face_prob.flatten::<1>(0, 3)])
-                .await?;
+            let [reg, face_prob] = self.read([reg.flatten::<1>(0, 3), face_prob.flatten::<1>(0, 3)]).await?;
             let mut level = Vec::new();
             for y in 0..oh {
                 for x in 0..ow {
@@ -216,17 +198,10 @@ impl FaceDetector {
                 }
             }
             // Per-scale NMS keeps candidates in the order torchvision returns them (by score).
-            all.extend(
-                nms(&level, 0.5, Overlap::Union)
-                    .into_iter()
-                    .map(|i| level[i]),
-            );
+            all.extend(nms(&level, 0.5, Overlap::Union).into_iter().map(|i| level[i]));
         }
         let keep = nms(&all, 0.7, Overlap::Union);
-        Ok(keep
-            .into_iter()
-            .map(|i| square(&regress(&all[i], all[i].reg, false)))
-            .collect())
+        Ok(keep.into_iter().map(|i| square(&regress(&all[i], all[i].reg, false))).collect())
     }
 
     /// R-Net on 24×24 crops of the candidates.
@@ -234,6 +209,7 @@ impl FaceDetector {
         &self,
         frame: &Frame,
         candidates: Vec<Candidate>,
+        cfg: &DetectorConfig,
     ) -> Result<Vec<Candidate>, DetectError> {
         let (kept, input) = self.crops(frame, &candidates, 24);
         if kept.is_empty() {
@@ -242,13 +218,11 @@ impl FaceDetector {
         let n = kept.len();
         let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 24, 24]), &self.device);
         let (reg, prob) = self.rnet.forward(x);
-        let [reg, prob] = self
-            .read([reg.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)])
-            .await?;
+        let [reg, prob] = self.read([reg.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
         let mut passed = Vec::new();
         for (k, &i) in kept.iter().enumerate() {
             let score = prob[k * 2 + 1];
-            if score > self.config.thresholds[1] {
+            if score > cfg.thresholds[1] {
                 let c = candidates[i];
                 passed.push(Candidate {
                     score,
@@ -258,10 +232,7 @@ impl FaceDetector {
             }
         }
         let keep = nms(&passed, 0.7, Overlap::Union);
-        Ok(keep
-            .into_iter()
-            .map(|i| square(&regress(&passed[i], passed[i].reg, true)))
-            .collect())
+        Ok(keep.into_iter().map(|i| square(&regress(&passed[i], passed[i].reg, true))).collect())
     }
 
     /// O-Net on 48×48 crops: final scores, boxes and landmarks.
@@ -269,6 +240,7 @@ impl FaceDetector {
         &self,
         frame: &Frame,
         candidates: Vec<Candidate>,
+        cfg: &DetectorConfig,
     ) -> Result<Vec<Face>, DetectError> {
         let (kept, input) = self.crops(frame, &candidates, 48);
         if kept.is_empty() {
@@ -277,18 +249,13 @@ impl FaceDetector {
         let n = kept.len();
         let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 48, 48]), &self.device);
         let (reg, marks, prob) = self.onet.forward(x);
-        let [reg, marks, prob] = self
-            .read([
-                reg.flatten::<1>(0, 1),
-                marks.flatten::<1>(0, 1),
-                prob.flatten::<1>(0, 1),
-            ])
-            .await?;
+        let [reg, marks, prob] =
+            self.read([reg.flatten::<1>(0, 1), marks.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
         let mut passed = Vec::new();
         let mut points = Vec::new();
         for (k, &i) in kept.iter().enumerate() {
             let score = prob[k * 2 + 1];
-            if score > self.config.thresholds[2] {
+            if score > cfg.thresholds[2] {
                 let c = candidates[i];
                 let bw = c.x2 - c.x1 + 1.0;
                 let bh = c.y2 - c.y1 + 1.0;
@@ -307,23 +274,14 @@ impl FaceDetector {
             .into_iter()
             .map(|i| {
                 let c = passed[i];
-                Face {
-                    bbox: [c.x1, c.y1, c.x2, c.y2],
-                    score: c.score,
-                    landmarks: points[i],
-                }
+                Face { bbox: [c.x1, c.y1, c.x2, c.y2], score: c.score, landmarks: points[i] }
             })
             .collect())
     }
 
     /// Area-resized, normalised crops of the candidates' windows, stacked NCHW; returns the
     /// indices of the candidates whose window is not empty.
-    fn crops(
-        &self,
-        frame: &Frame,
-        candidates: &[Candidate],
-        size: usize,
-    ) -> (Vec<usize>, Vec<f32>) {
+    fn crops(&self, frame: &Frame, candidates: &[Candidate], size: usize) -> (Vec<usize>, Vec<f32>) {
         let mut kept = Vec::new();
         let mut input = Vec::with_capacity(candidates.len() * 3 * size * size);
         for (i, c) in candidates.iter().enumerate() {
@@ -336,10 +294,7 @@ impl FaceDetector {
     }
 
     /// Reads tensors back in one transaction (one GPU round trip).
-    async fn read<const N: usize>(
-        &self,
-        tensors: [Tensor<1>; N],
-    ) -> Result<[Vec<f32>; N], DetectError> {
+    async fn read<const N: usize>(&self, tensors: [Tensor<1>; N]) -> Result<[Vec<f32>; N], DetectError> {
         let mut tx = Transaction::default();
         for t in tensors {
             tx = tx.register(t);
@@ -350,11 +305,12 @@ impl FaceDetector {
             .map_err(|e| DetectError::Backend(format!("{:?}", self.device), format!("{e:?}")))?;
         let mut out: Vec<Vec<f32>> = Vec::with_capacity(N);
         for d in data {
-            out.push(d.convert::<f32>().try_into_vec::<f32>().map_err(|e| {
-                DetectError::Backend(format!("{:?}", self.device), format!("{e:?}"))
-            })?);
+            out.push(
+                d.convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| DetectError::Backend(format!("{:?}", self.device), format!("{e:?}")))?,
+            );
         }
-        out.try_into()
-            .map_err(|_| DetectError::Backend(format!("{:?}", self.device), "result count".into()))
+        out.try_into().map_err(|_| DetectError::Backend(format!("{:?}", self.device), "result count".into()))
     }
 }

@@ -17,10 +17,7 @@ fn prelu(device: &Device, c: usize) -> PRelu {
 
 /// PyTorch `MaxPool2d(k, s, ceil_mode=True)`.
 fn pool(k: usize, s: usize) -> MaxPool2d {
-    MaxPool2dConfig::new([k, k])
-        .with_strides([s, s])
-        .with_ceil_mode(true)
-        .init()
+    MaxPool2dConfig::new([k, k]).with_strides([s, s]).with_ceil_mode(true).init()
 }
 
 /// Flattens `[N, C, H, W]` in the (W, H, C) order the original Caffe weights expect.
@@ -60,9 +57,7 @@ impl PNet {
     /// `[N, 3, H, W]` normalised RGB → (box regression `[N, 4, h, w]`, face probability
     /// `[N, 2, h, w]` (channel 1 = face)).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let x = self
-            .pool1
-            .forward(self.prelu1.forward(self.conv1.forward(x)));
+        let x = self.pool1.forward(self.prelu1.forward(self.conv1.forward(x)));
         let x = self.prelu2.forward(self.conv2.forward(x));
         let x = self.prelu3.forward(self.conv3.forward(x));
         let prob = softmax(self.conv4_1.forward(x.clone()), 1);
@@ -107,12 +102,8 @@ impl RNet {
 
     /// `[N, 3, 24, 24]` → (regression `[N, 4]`, probability `[N, 2]`).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let x = self
-            .pool1
-            .forward(self.prelu1.forward(self.conv1.forward(x)));
-        let x = self
-            .pool2
-            .forward(self.prelu2.forward(self.conv2.forward(x)));
+        let x = self.pool1.forward(self.prelu1.forward(self.conv1.forward(x)));
+        let x = self.pool2.forward(self.prelu2.forward(self.conv2.forward(x)));
         let x = self.prelu3.forward(self.conv3.forward(x));
         let x = self.prelu4.forward(self.dense4.forward(flatten_whc(x)));
         let prob = softmax(self.dense5_1.forward(x.clone()), 1);
@@ -166,22 +157,12 @@ impl ONet {
     /// `[N, 3, 48, 48]` → (regression `[N, 4]`, landmarks `[N, 10]` (x1..x5, y1..y5 relative to
     /// the box), probability `[N, 2]`).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-        let x = self
-            .pool1
-            .forward(self.prelu1.forward(self.conv1.forward(x)));
-        let x = self
-            .pool2
-            .forward(self.prelu2.forward(self.conv2.forward(x)));
-        let x = self
-            .pool3
-            .forward(self.prelu3.forward(self.conv3.forward(x)));
+        let x = self.pool1.forward(self.prelu1.forward(self.conv1.forward(x)));
+        let x = self.pool2.forward(self.prelu2.forward(self.conv2.forward(x)));
+        let x = self.pool3.forward(self.prelu3.forward(self.conv3.forward(x)));
         let x = self.prelu4.forward(self.conv4.forward(x));
         let x = self.prelu5.forward(self.dense5.forward(flatten_whc(x)));
         let prob = softmax(self.dense6_1.forward(x.clone()), 1);
-        (
-            self.dense6_2.forward(x.clone()),
-            self.dense6_3.forward(x),
-            prob,
-        )
+        (self.dense6_2.forward(x.clone()), self.dense6_3.forward(x), prob)
     }
 }

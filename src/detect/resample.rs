@@ -91,10 +91,7 @@ mod tests {
     #[test]
     fn area_resize_averages_blocks() {
         // 4×2 image: left half 0, right half 200 (all channels); to 2×1.
-        let rgb: Vec<u8> = [0u8, 0, 200, 200, 0, 0, 200, 200]
-            .iter()
-            .flat_map(|&v| [v, v, v])
-            .collect();
+        let rgb: Vec<u8> = [0u8, 0, 200, 200, 0, 0, 200, 200].iter().flat_map(|&v| [v, v, v]).collect();
         let frame = Frame::from_rgb(4, 2, rgb).unwrap();
         let mut out = Vec::new();
         resize_area_into(&frame, (0, 0, 4, 2), 2, 1, &mut out);

@@ -15,23 +15,13 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 pub fn mtcnn_weights() -> MtcnnWeights {
     let dir = repo().join("assets/mtcnn");
-    let read = |f: &str| {
-        std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
-    };
-    MtcnnWeights {
-        pnet: read("pnet.safetensors"),
-        rnet: read("rnet.safetensors"),
-        onet: read("onet.safetensors"),
-    }
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
+    MtcnnWeights { pnet: read("pnet.safetensors"), rnet: read("rnet.safetensors"), onet: read("onet.safetensors") }
 }
 
 pub fn detector() -> FaceDetector {
-    FaceDetector::new(
-        &mtcnn_weights(),
-        DetectorConfig::default(),
-        &burn::prelude::Device::flex(),
-    )
-    .expect("shipped MTCNN weights load")
+    FaceDetector::new(&mtcnn_weights(), DetectorConfig::default(), &burn::prelude::Device::flex())
+        .expect("shipped MTCNN weights load")
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {

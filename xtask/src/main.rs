@@ -31,6 +31,7 @@ fn main() {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("sizes") => download_sizes(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)"
@@ -48,19 +49,14 @@ fn main() {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 fn cache_dir() -> PathBuf {
     if let Some(dir) = env::var_os("MIEN_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".cache").join("mien")
 }
 
@@ -70,10 +66,7 @@ fn tools_dir() -> PathBuf {
 
 /// PATH with the pinned tools first.
 fn tool_path() -> OsString {
-    let mut paths = vec![
-        tools_dir().join("bin"),
-        tools_dir().join("node/node_modules/.bin"),
-    ];
+    let mut paths = vec![tools_dir().join("bin"), tools_dir().join("node/node_modules/.bin")];
     if let Some(p) = env::var_os("PATH") {
         paths.extend(env::split_paths(&p));
     }
@@ -88,9 +81,7 @@ fn cmd(program: &str) -> Command {
 
 fn run(c: &mut Command) -> Result {
     eprintln!("xtask: $ {}", describe(c));
-    let status = c
-        .status()
-        .map_err(|e| format!("could not start {}: {e}", describe(c)))?;
+    let status = c.status().map_err(|e| format!("could not start {}: {e}", describe(c)))?;
     if status.success() {
         Ok(())
     } else {
@@ -109,15 +100,14 @@ fn describe(c: &Command) -> String {
 
 fn output_of(program: &str, args: &[&str]) -> Option<String> {
     let out = cmd(program).args(args).output().ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    })
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 fn setup() -> Result {
     let tools = tools_dir();
-    std::fs::create_dir_all(&tools)
-        .map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
+    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
 
     // The wasm32 target comes with rust-toolchain.toml; this is a no-op when present.
     run(cmd("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
@@ -137,8 +127,7 @@ fn setup() -> Result {
     }
 
     let root_arg = tools.to_string_lossy().into_owned();
-    if !output_of("wasm-bindgen", &["--version"]).is_some_and(|v| v.contains(WASM_BINDGEN_VERSION))
-    {
+    if !output_of("wasm-bindgen", &["--version"]).is_some_and(|v| v.contains(WASM_BINDGEN_VERSION)) {
         // Without --locked: the CLI's own lockfile wants a crate version the registry lacks.
         run(cmd("cargo").args([
             "install",
@@ -150,19 +139,9 @@ fn setup() -> Result {
         ]))?;
     }
     if !output_of("trunk", &["--version"]).is_some_and(|v| v.contains(TRUNK_VERSION)) {
-        run(cmd("cargo").args([
-            "install",
-            "--locked",
-            "--root",
-            &root_arg,
-            "trunk",
-            "--version",
-            TRUNK_VERSION,
-        ]))?;
+        run(cmd("cargo").args(["install", "--locked", "--root", &root_arg, "trunk", "--version", TRUNK_VERSION]))?;
     }
-    if !output_of("wasm-opt", &["--version"])
-        .is_some_and(|v| v.contains(&format!("version {BINARYEN_VERSION}")))
-    {
+    if !output_of("wasm-opt", &["--version"]).is_some_and(|v| v.contains(&format!("version {BINARYEN_VERSION}"))) {
         let node = tools.join("node");
         std::fs::create_dir_all(&node).map_err(|e| e.to_string())?;
         run(cmd("npm")
@@ -189,12 +168,8 @@ fn build_web(dev: bool) -> Result {
 fn serve(args: &[String]) -> Result {
     setup()?;
     let dev = args.iter().any(|a| a == "--dev");
-    let port = args
-        .iter()
-        .position(|a| a == "--port")
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| "8080".into());
+    let port =
+        args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "8080".into());
     let mut c = cmd("trunk");
     c.args(["serve", "--address", "127.0.0.1", "--port", &port]);
     if !dev {
@@ -208,65 +183,66 @@ fn test() -> Result {
     let t = Instant::now();
     run(cmd("cargo").args(["fmt", "--all", "--check"]))?;
     run(cmd("cargo").args(["test", "--workspace", "--exclude", "mien-web"]))?;
-    eprintln!(
-        "xtask: native tests took {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("xtask: native tests took {:.0} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     build_web(false)?;
     eprintln!("xtask: web build took {:.0} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     run(cmd("cargo")
-        .args([
-            "test",
-            "-p",
-            "mien",
-            "--test",
-            "browser",
-            "--",
-            "--ignored",
-            "--test-threads=1",
-        ])
+        .args(["test", "-p", "mien", "--test", "browser", "--", "--ignored", "--test-threads=1"])
         .env("MIEN_DIST", root().join("dist")))?;
-    eprintln!(
-        "xtask: browser tests took {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("xtask: browser tests took {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
 fn bench(args: &[String]) -> Result {
     setup()?;
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| "30".into());
-    run(cmd("cargo").args([
-        "run",
-        "--release",
-        "-p",
-        "mien-trainer",
-        "--",
-        "bench-detect",
-        "--runs",
-        &runs,
-    ]))?;
+    let runs =
+        args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "30".into());
+    run(cmd("cargo").args(["run", "-p", "mien-trainer", "--", "bench-detect", "--runs", &runs]))?;
     build_web(false)?;
+    download_sizes()?;
     run(cmd("cargo")
-        .args([
-            "test",
-            "--release",
-            "-p",
-            "mien",
-            "--test",
-            "browser",
-            "--",
-            "--ignored",
-            "--nocapture",
-            "bench_",
-        ])
+        .args(["test", "-p", "mien", "--test", "browser_bench", "--", "--ignored", "--nocapture"])
         .env("MIEN_DIST", root().join("dist"))
         .env("MIEN_BENCH_RUNS", &runs))
+}
+
+/// What a first visit downloads: every file in dist/, raw and gzip -9.
+fn download_sizes() -> Result {
+    let dist = root().join("dist");
+    let mut files = Vec::new();
+    collect_files(&dist, &mut files)?;
+    files.sort();
+    let (mut raw_total, mut gz_total) = (0u64, 0u64);
+    println!("download size of dist/ (what a first visit fetches):");
+    for f in &files {
+        let raw = std::fs::metadata(f).map_err(|e| e.to_string())?.len();
+        let gz = output_of("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", f.display())])
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or("gzip failed")?;
+        raw_total += raw;
+        gz_total += gz;
+        println!("  {:<40} {:>10} B raw {:>10} B gzip", f.strip_prefix(&dist).unwrap_or(f).display(), raw, gz);
+    }
+    println!(
+        "  {:<40} {:>10} B raw {:>10} B gzip ({:.2} MB gzip)",
+        "total",
+        raw_total,
+        gz_total,
+        gz_total as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
 }

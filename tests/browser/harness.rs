@@ -1,0 +1,290 @@
+//! The browser test harness: the built app (`$MIEN_DIST`) served by a recording proxy, Debian's
+#![allow(dead_code)]
+//! Chromium driven through chromedriver by fantoccini.
+//!
+//! Chromium is told to send *every* request through the proxy (`--proxy-server` with
+//! `<-loopback>`, so even 127.0.0.1 goes through it). The proxy serves the app's own files when
+//! asked for them in proxy form (`GET http://127.0.0.1:PORT/...`) and records everything; any
+//! request for another host is a privacy failure. Chromium's own update/sign-in pings (CONNECTs to
+//! Google infrastructure that no flag fully silences) are recorded apart and refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Hosts Chromium itself contacts (component updates, sign-in, and the preconnect to Debian's
+/// default search engine), never the page. Plain-HTTP requests are also told apart by their
+/// `Sec-Fetch-Mode` header, which Chromium adds to every request a page or worker makes.
+const BROWSER_INFRASTRUCTURE: &[&str] = &[
+    "update.googleapis.com",
+    "accounts.google.com",
+    "gvt1.com",
+    "clients2.google.com",
+    "googleapis.com",
+    "gstatic.com",
+    "duckduckgo.com",
+];
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub struct Log {
+    /// Requests for the app's own origin.
+    pub own: Vec<Request>,
+    /// Requests for anything else made by the page (privacy failures).
+    pub foreign: Vec<Request>,
+    /// Chromium's own infrastructure pings (refused, reported, not failures).
+    pub browser: Vec<Request>,
+}
+
+pub struct Harness {
+    pub client: Client,
+    pub origin: String,
+    pub log: Arc<Mutex<Log>>,
+    driver: Child,
+    _profile: TempDir,
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mien-{tag}-{}-{}", std::process::id(), nanos()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+pub fn dist() -> PathBuf {
+    let dist = PathBuf::from(
+        std::env::var("MIEN_DIST")
+            .expect("MIEN_DIST is not set: the browser tests need the built app; run them with `cargo xtask test`"),
+    );
+    assert!(dist.join("index.html").exists(), "{} has no index.html: run `cargo xtask build`", dist.display());
+    dist
+}
+
+fn chromium() -> String {
+    std::env::var("MIEN_CHROMIUM").unwrap_or_else(|_| "/usr/lib/chromium/chromium".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Harness {
+    /// Serves `dist` and starts a fresh headless Chromium profile, with extra Chromium `args`.
+    pub async fn start(dist: &Path, extra_args: &[String]) -> Harness {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let origin = format!("http://127.0.0.1:{port}");
+        let log = Arc::new(Mutex::new(Log::default()));
+        tokio::spawn(serve(listener, dist.to_path_buf(), format!("127.0.0.1:{port}"), log.clone()));
+
+        let driver_port = free_port();
+        let driver = Command::new(std::env::var("MIEN_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver not found: install Debian's chromium-driver (cargo xtask setup does)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", driver_port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let profile = TempDir::new("chromium");
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu-sandbox".into(),
+            "--disable-dev-shm-usage".into(),
+            "--enable-unsafe-webgpu".into(),
+            "--no-first-run".into(),
+            "--no-default-browser-check".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter".into(),
+            "--window-size=1280,1000".into(),
+            format!("--proxy-server=http://127.0.0.1:{port}"),
+            "--proxy-bypass-list=<-loopback>".into(),
+            format!("--user-data-dir={}", profile.0.display()),
+        ];
+        args.extend(extra_args.iter().cloned());
+        let mut caps = Capabilities::new();
+        caps.insert("browserName".into(), "chrome".into());
+        caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium(), "args": args }));
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+            .expect("chromedriver session");
+        client.update_timeouts(TimeoutConfiguration::new(Some(Duration::from_secs(600)), None, None)).await.unwrap();
+        Harness { client, origin, log, driver, _profile: profile }
+    }
+
+    pub async fn open(&self, path_and_query: &str) {
+        self.client.goto(&format!("{}{}", self.origin, path_and_query)).await.unwrap();
+    }
+
+    /// Waits until the element matching `css` exists.
+    pub async fn wait_for(&self, css: &str, secs: u64) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(secs))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("waiting {secs} s for `{css}`: {e}"))
+    }
+
+    /// Runs a JS expression and returns its JSON value.
+    pub async fn eval(&self, expr: &str) -> serde_json::Value {
+        self.client.execute(&format!("return ({expr});"), vec![]).await.unwrap()
+    }
+
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    /// Asserts that the page requested nothing but the app's own files, all found.
+    pub fn assert_private(&self) {
+        let log = self.log.lock().unwrap();
+        assert!(log.foreign.is_empty(), "the page contacted other hosts: {:?}", log.foreign);
+        let missing: Vec<_> = log.own.iter().filter(|r| r.status != 200).collect();
+        assert!(missing.is_empty(), "requests for files the app does not have: {missing:?}");
+        assert!(!log.own.is_empty(), "the proxy saw no request: routing is broken");
+        eprintln!(
+            "network: {} own static-asset requests, 0 foreign; {} Chromium infrastructure pings refused",
+            log.own.len(),
+            log.browser.len()
+        );
+    }
+
+    pub async fn finish(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+pub fn screenshot_dir() -> PathBuf {
+    std::env::var_os("MIEN_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("mien-screenshots"))
+}
+
+async fn serve(listener: TcpListener, dist: PathBuf, authority: String, log: Arc<Mutex<Log>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let (dist, authority, log) = (dist.clone(), authority.clone(), log.clone());
+        tokio::spawn(async move {
+            let _ = handle(stream, &dist, &authority, &log).await;
+        });
+    }
+}
+
+async fn handle(mut s: TcpStream, dist: &Path, authority: &str, log: &Mutex<Log>) -> std::io::Result<()> {
+    loop {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 8192];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_string();
+        let mut words = head.lines().next().unwrap_or("").split_whitespace();
+        let method = words.next().unwrap_or("").to_string();
+        let target = words.next().unwrap_or("").to_string();
+
+        let own_prefix = format!("http://{authority}");
+        let (status, body, mime) = if let Some(path) = target.strip_prefix(&own_prefix) {
+            let path = path.split(['?', '#']).next().unwrap_or("/");
+            let rel = if path == "/" { "index.html" } else { path.trim_start_matches('/') };
+            let file = dist.join(rel);
+            let inside = !rel.split('/').any(|c| c == "..");
+            match (inside, std::fs::read(&file)) {
+                (true, Ok(bytes)) if method == "GET" || method == "HEAD" => (200, bytes, mime_of(&file)),
+                _ => (404, b"not found".to_vec(), "text/plain"),
+            }
+        } else {
+            (403, b"refused by the mien test proxy".to_vec(), "text/plain")
+        };
+        let entry = Request { method: method.clone(), target: target.clone(), status };
+        {
+            let mut log = log.lock().unwrap();
+            if target.starts_with(&own_prefix) {
+                log.own.push(entry);
+            } else {
+                let host = target.trim_start_matches("http://").trim_start_matches("https://");
+                let host = host.split(['/', ':']).next().unwrap_or("");
+                let from_page = head.to_ascii_lowercase().contains("\r\nsec-fetch-mode:");
+                let infrastructure =
+                    BROWSER_INFRASTRUCTURE.iter().any(|h| host == *h || host.ends_with(&format!(".{h}")));
+                if infrastructure && (method == "CONNECT" || !from_page) {
+                    log.browser.push(entry);
+                } else {
+                    log.foreign.push(entry);
+                }
+            }
+        }
+        let header = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\n",
+            if status == 200 { "OK" } else { "Refused" },
+            body.len()
+        );
+        s.write_all(header.as_bytes()).await?;
+        if method != "HEAD" {
+            s.write_all(&body).await?;
+        }
+        if method == "CONNECT" {
+            return Ok(());
+        }
+    }
+}
+
+fn mime_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript",
+        "wasm" => "application/wasm",
+        "css" => "text/css",
+        "json" => "application/json",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,51 @@
+//! `mien-trainer bench-detect`: native CPU detection time on a 640×480 one-face frame.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mien::Frame;
+
+use crate::detect::detector;
+
+pub fn default_bench_image() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bench/astronaut_640x480.jpg")
+}
+
+pub fn run(runs: usize, image: Option<PathBuf>) -> Result<ExitCode> {
+    let path = image.unwrap_or_else(default_bench_image);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let frame = Frame::decode(&bytes).with_context(|| format!("decoding {}", path.display()))?;
+    let runs = runs.max(1);
+    println!(
+        "native CPU (burn flex, {} threads, {} build), {}×{} frame {}, {runs} runs after 3 warm-up runs",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        if cfg!(debug_assertions) { "dev profile, opt-level 2" } else { "release" },
+        frame.width(),
+        frame.height(),
+        path.display()
+    );
+    for min_face in [20.0, 40.0] {
+        let det = detector(min_face)?;
+        let mut faces = 0;
+        for _ in 0..3 {
+            faces = det.detect(&frame)?.len();
+        }
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = det.detect(&frame);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "min face {min_face:>3}: median {:7.1} ms  min {:7.1} ms  p90 {:7.1} ms  ({faces} face)",
+            times[times.len() / 2],
+            times[0],
+            times[(times.len() * 9 / 10).min(times.len() - 1)]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

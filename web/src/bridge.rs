@@ -1,0 +1,141 @@
+//! The page's side of the inference worker: spawning it, queueing jobs until it is ready,
+//! transferring image bytes without copies, and turning its replies into [`WorkerEvent`]s.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, ArrayBuffer, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
+use yew::Callback;
+
+use crate::worker::DetectReply;
+
+/// Something the worker said (or did).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    /// Models loaded and warmed up on `backend`; `note` explains a fallback, if any.
+    Ready { backend: String, note: String },
+    /// The worker could not start (weights missing, ...).
+    Fatal(String),
+    /// The answer for job `id`.
+    Result { id: u32, reply: Result<DetectReply, String> },
+    /// The worker died (an uncaught error); pending jobs are lost.
+    Crashed(String),
+}
+
+struct Inner {
+    ready: bool,
+    queue: Vec<(Object, ArrayBuffer)>,
+}
+
+/// A running inference worker. Dropping it terminates the worker.
+pub struct InferenceWorker {
+    worker: Worker,
+    inner: Rc<RefCell<Inner>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(ErrorEvent)>,
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+impl InferenceWorker {
+    /// Starts `worker.js` (which loads this same wasm module) and asks it to load the models on
+    /// `backend` (`"auto"`, `"webgpu"` or `"cpu"`).
+    pub fn spawn(backend: &str, on_event: Callback<WorkerEvent>) -> Result<Self, String> {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options("./worker.js", &options)
+            .map_err(|e| format!("this browser cannot start the inference worker: {e:?}"))?;
+        let inner = Rc::new(RefCell::new(Inner { ready: false, queue: Vec::new() }));
+
+        let on_message = {
+            let inner = inner.clone();
+            let worker = worker.clone();
+            let on_event = on_event.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+                let data = ev.data();
+                match get(&data, "type").as_string().as_deref() {
+                    Some("ready") => {
+                        let queued = {
+                            let mut inner = inner.borrow_mut();
+                            inner.ready = true;
+                            std::mem::take(&mut inner.queue)
+                        };
+                        for (msg, buf) in queued {
+                            let _ = worker.post_message_with_transfer(&msg, &Array::of1(&buf));
+                        }
+                        on_event.emit(WorkerEvent::Ready {
+                            backend: get(&data, "backend").as_string().unwrap_or_default(),
+                            note: get(&data, "note").as_string().unwrap_or_default(),
+                        });
+                    }
+                    Some("fatal") => on_event.emit(WorkerEvent::Fatal(
+                        get(&data, "error").as_string().unwrap_or_else(|| "unknown error".into()),
+                    )),
+                    Some("result") => {
+                        let id = get(&data, "id").as_f64().unwrap_or(-1.0) as u32;
+                        let json = get(&data, "json").as_string().unwrap_or_default();
+                        on_event.emit(WorkerEvent::Result { id, reply: parse_reply(&json) });
+                    }
+                    _ => {}
+                }
+            })
+        };
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+
+        let on_error = {
+            let on_event = on_event.clone();
+            Closure::<dyn FnMut(ErrorEvent)>::new(move |ev: ErrorEvent| {
+                ev.prevent_default();
+                on_event.emit(WorkerEvent::Crashed(ev.message()));
+            })
+        };
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+
+        let init = Object::new();
+        set(&init, "type", &"init".into());
+        set(&init, "backend", &backend.into());
+        // The page's compiled module: the worker instantiates it without a second download.
+        set(&init, "module", &wasm_bindgen::module());
+        worker.post_message(&init).map_err(|e| format!("could not start the worker: {e:?}"))?;
+
+        Ok(InferenceWorker { worker, inner, _on_message: on_message, _on_error: on_error })
+    }
+
+    /// Queues detection of the image in `bytes` (transferred, not copied) as job `id`.
+    pub fn detect(&self, id: u32, bytes: ArrayBuffer, min_face: f64) {
+        let msg = Object::new();
+        set(&msg, "type", &"detect".into());
+        set(&msg, "id", &JsValue::from(id));
+        set(&msg, "bytes", &bytes);
+        set(&msg, "minFace", &JsValue::from(min_face));
+        let mut inner = self.inner.borrow_mut();
+        if inner.ready {
+            let _ = self.worker.post_message_with_transfer(&msg, &Array::of1(&bytes));
+        } else {
+            inner.queue.push((msg, bytes));
+        }
+    }
+}
+
+impl Drop for InferenceWorker {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
+}
+
+fn parse_reply(json: &str) -> Result<DetectReply, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("bad reply from the worker: {e}"))?;
+    if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
+        return Err(err.to_string());
+    }
+    serde_json::from_value(value).map_err(|e| format!("bad reply from the worker: {e}"))
+}

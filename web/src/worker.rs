@@ -1,0 +1,172 @@
+//! The inference worker: the only place in the browser that holds models and runs tensor ops.
+//!
+//! `worker.js` loads the same wasm module as the page and forwards every message to
+//! [`worker_handle`]. Protocol (plain JS objects):
+//! - page → worker `{type: "init", backend: "auto" | "webgpu" | "cpu"}`;
+//!   worker → page `{type: "ready", backend: "WebGPU" | "CPU", note?}` or `{type: "fatal", error}`.
+//! - page → worker `{type: "detect", id, bytes: ArrayBuffer, minFace}`;
+//!   worker → page `{type: "result", id, json}` where `json` is a [`DetectReply`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{ArrayBuffer, Object, Reflect, Uint8Array};
+use mien::burn::prelude::Device;
+use mien::{DetectorConfig, FaceDetector, Frame, MtcnnWeights};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{DedicatedWorkerGlobalScope, Response};
+
+/// What the worker answers for one image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DetectReply {
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<mien::Face>,
+    /// Milliseconds spent decoding the image.
+    pub decode_ms: f64,
+    /// Milliseconds spent in the MTCNN cascade.
+    pub detect_ms: f64,
+    pub backend: String,
+}
+
+struct State {
+    detector: FaceDetector,
+    backend: &'static str,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<Rc<State>>> = const { RefCell::new(None) };
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn now() -> f64 {
+    scope().performance().map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
+}
+
+fn post(fields: &[(&str, JsValue)]) {
+    let out = Object::new();
+    for (k, v) in fields {
+        let _ = Reflect::set(&out, &JsValue::from_str(k), v);
+    }
+    if let Err(e) = scope().post_message(&out) {
+        web_sys::console::error_2(&"mien worker: postMessage failed".into(), &e);
+    }
+}
+
+fn get(msg: &JsValue, key: &str) -> JsValue {
+    Reflect::get(msg, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Entry point for every message the page sends (called by `worker.js`).
+#[wasm_bindgen]
+pub fn worker_handle(msg: JsValue) {
+    let kind = get(&msg, "type").as_string().unwrap_or_default();
+    wasm_bindgen_futures::spawn_local(async move {
+        match kind.as_str() {
+            "init" => {
+                let wanted = get(&msg, "backend").as_string().unwrap_or_else(|| "auto".into());
+                match init(&wanted).await {
+                    Ok((state, note)) => {
+                        let backend = state.backend;
+                        STATE.with(|s| *s.borrow_mut() = Some(Rc::new(state)));
+                        post(&[("type", "ready".into()), ("backend", backend.into()), ("note", note.into())]);
+                    }
+                    Err(e) => post(&[("type", "fatal".into()), ("error", e.into())]),
+                }
+            }
+            "detect" => {
+                let id = get(&msg, "id");
+                let reply = match detect(&msg).await {
+                    Ok(r) => serde_json::to_string(&r).unwrap_or_else(|e| error_json(&e.to_string())),
+                    Err(e) => error_json(&e),
+                };
+                post(&[("type", "result".into()), ("id", id), ("json", reply.into())]);
+            }
+            other => web_sys::console::warn_1(&format!("mien worker: unknown message {other:?}").into()),
+        }
+    });
+}
+
+fn error_json(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+/// Picks the backend, fetches the weights and warms the networks up.
+async fn init(wanted: &str) -> Result<(State, String), String> {
+    let weights = fetch_weights().await?;
+    let mut note = String::new();
+    let (device, backend) = match wanted {
+        "cpu" => (Device::flex(), "CPU"),
+        _ => match Device::wgpu_options().init_async().await {
+            Ok(d) => (d, "WebGPU"),
+            Err(e) => {
+                note = if wanted == "webgpu" {
+                    format!("WebGPU was requested but is not available ({e}); using the CPU backend")
+                } else {
+                    "this browser offers no WebGPU adapter; using the CPU backend".to_string()
+                };
+                (Device::flex(), "CPU")
+            }
+        },
+    };
+    let detector = FaceDetector::new(&weights, DetectorConfig::default(), &device).map_err(|e| e.to_string())?;
+    // Warm-up: the first run compiles WebGPU shaders and sizes buffers, so the user's first
+    // photo is not the slow one.
+    let warm = Frame::from_rgb(96, 96, vec![128; 96 * 96 * 3]).map_err(|e| e.to_string())?;
+    detector.detect_async(&warm).await.map_err(|e| e.to_string())?;
+    Ok((State { detector, backend }, note))
+}
+
+async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let resp =
+        JsFuture::from(scope().fetch_with_str(url)).await.map_err(|e| format!("could not fetch {url}: {e:?}"))?;
+    let resp: Response = resp.unchecked_into();
+    if !resp.ok() {
+        return Err(format!("could not fetch {url}: HTTP {} (is the app's assets/ folder deployed?)", resp.status()));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
+        .await
+        .map_err(|e| format!("{url}: {e:?}"))?;
+    Ok(Uint8Array::new(&buf).to_vec())
+}
+
+async fn fetch_weights() -> Result<MtcnnWeights, String> {
+    let [p, r, o] = mien::detect::WEIGHT_FILES;
+    Ok(MtcnnWeights {
+        pnet: fetch_bytes(&format!("./assets/mtcnn/{p}")).await?,
+        rnet: fetch_bytes(&format!("./assets/mtcnn/{r}")).await?,
+        onet: fetch_bytes(&format!("./assets/mtcnn/{o}")).await?,
+    })
+}
+
+async fn detect(msg: &JsValue) -> Result<DetectReply, String> {
+    let state = STATE
+        .with(|s| s.borrow().clone())
+        .ok_or_else(|| "the detector is still loading; try again in a moment".to_string())?;
+    let bytes = get(msg, "bytes");
+    let bytes: ArrayBuffer = bytes.dyn_into().map_err(|_| "no image bytes in the request".to_string())?;
+    let bytes = Uint8Array::new(&bytes).to_vec();
+    let t0 = now();
+    let frame = Frame::decode(&bytes).map_err(|e| e.to_string())?;
+    let t1 = now();
+    let mut config = state.detector.config().clone();
+    if let Some(min_face) = get(msg, "minFace").as_f64() {
+        config.min_face_size = min_face as f32;
+    }
+    let faces = state.detector.detect_with(&frame, &config).await.map_err(|e| e.to_string())?;
+    let t2 = now();
+    Ok(DetectReply {
+        width: frame.width(),
+        height: frame.height(),
+        faces,
+        decode_ms: t1 - t0,
+        detect_ms: t2 - t1,
+        backend: state.backend.to_string(),
+    })
+}
