@@ -78,8 +78,11 @@ const CENTRE_UP_SHIFT: f32 = 0.1;
 pub fn crop_geometry(face: &Face, config: &CropConfig) -> CropGeometry {
     let [x1, y1, x2, y2] = face.bbox;
     let margin = 1.0 + 2.0 * config.margin.max(0.0);
-    let box_geometry =
-        CropGeometry { centre: [(x1 + x2) / 2.0, (y1 + y2) / 2.0], side: (x2 - x1).max(y2 - y1).max(1.0) * margin, angle: 0.0 };
+    let box_geometry = CropGeometry {
+        centre: [(x1 + x2) / 2.0, (y1 + y2) / 2.0],
+        side: (x2 - x1).max(y2 - y1).max(1.0) * margin,
+        angle: 0.0,
+    };
     if !config.align {
         return box_geometry;
     }

@@ -64,7 +64,12 @@ impl Frame {
         // Only the header is read here; the size check below is what protects the allocation.
         let mut reader = reader;
         reader.no_limits();
-        let (width, height) = reader.into_dimensions().map_err(|e| FrameError::Corrupt(e.to_string()))?;
+        // Some decoders refuse a huge header with a bare "limit exceeded" (notably on 32-bit
+        // wasm), so the common formats' dimensions are read straight from their headers first.
+        let (width, height) = match header_dimensions(bytes) {
+            Some(d) => d,
+            None => reader.into_dimensions().map_err(map_image_error)?,
+        };
         if width > MAX_DIMENSION || height > MAX_DIMENSION {
             return Err(FrameError::TooLarge { width, height, max: MAX_DIMENSION });
         }
@@ -142,6 +147,45 @@ impl Frame {
     }
 }
 
+/// Width and height from a PNG, GIF, BMP or JPEG header, without decoding anything.
+fn header_dimensions(b: &[u8]) -> Option<(u32, u32)> {
+    let be32 = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    let le16 = |i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?) as u32);
+    let be16 = |i: usize| Some(u16::from_be_bytes(b.get(i..i + 2)?.try_into().ok()?) as u32);
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") && b.get(12..16)? == b"IHDR" {
+        return Some((be32(16)?, be32(20)?));
+    }
+    if b.starts_with(b"GIF8") {
+        return Some((le16(6)?, le16(8)?));
+    }
+    if b.starts_with(b"BM") {
+        let w = i32::from_le_bytes(b.get(18..22)?.try_into().ok()?);
+        let h = i32::from_le_bytes(b.get(22..26)?.try_into().ok()?);
+        return Some((w.unsigned_abs(), h.unsigned_abs()));
+    }
+    if b.starts_with(&[0xFF, 0xD8]) {
+        // Walk the segments to the first start-of-frame marker.
+        let mut i = 2;
+        while i + 4 <= b.len() {
+            if b[i] != 0xFF {
+                return None;
+            }
+            let marker = b[i + 1];
+            if marker == 0xFF {
+                i += 1;
+                continue;
+            }
+            let len = be16(i + 2)? as usize;
+            let sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+            if sof {
+                return Some((be16(i + 7)?, be16(i + 5)?));
+            }
+            i += 2 + len;
+        }
+    }
+    None
+}
+
 fn map_image_error(e: image::ImageError) -> FrameError {
     match e {
         image::ImageError::Limits(_) => FrameError::TooLarge { width: 0, height: 0, max: MAX_DIMENSION },
@@ -186,6 +230,16 @@ mod tests {
             Err(FrameError::TooLarge { width: 30000, height: 30000, .. }) => {}
             other => panic!("expected TooLarge, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn header_dimensions_of_real_files() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/");
+        for (file, dims) in [("grace_hopper.jpg", (512, 600)), ("bryan_codait_tiny.png", (115, 115))] {
+            let bytes = std::fs::read(format!("{dir}{file}")).unwrap();
+            assert_eq!(header_dimensions(&bytes), Some(dims), "{file}");
+        }
+        assert_eq!(header_dimensions(b"hello"), None);
     }
 
     #[test]

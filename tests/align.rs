@@ -108,4 +108,3 @@ fn a_turned_photo_gives_the_same_aligned_crop() {
         assert!(aligned > unaligned + 0.3, "{rel}: aligned {aligned:.3} vs unaligned {unaligned:.3}");
     }
 }
-

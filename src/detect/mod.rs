@@ -314,3 +314,75 @@ impl FaceDetector {
         out.try_into().map_err(|_| DetectError::Backend(format!("{:?}", self.device), "result count".into()))
     }
 }
+
+/// The detector checking itself against reference outputs (`assets/mtcnn/golden_outputs.json`):
+/// the web app runs it on the user's backend, so a WebGPU driver that computes wrongly is caught.
+pub mod selftest {
+    use burn::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    use super::FaceDetector;
+
+    /// Largest absolute deviation of each network's outputs from the reference.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct SelfTest {
+        pub pnet: f32,
+        pub rnet: f32,
+        pub onet: f32,
+    }
+
+    /// The reference's synthetic input, `pixel[c][h][w] = (31c + 17h + 7w + 11hw) mod 256`,
+    /// normalised, NCHW.
+    pub fn synthetic_input(h: usize, w: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity(3 * h * w);
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    v.push(super::resample::normalise(((31 * c + 17 * y + 7 * x + 11 * y * x) % 256) as f32));
+                }
+            }
+        }
+        v
+    }
+
+    fn flat(v: &serde_json::Value, out: &mut Vec<f32>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+            serde_json::Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN) as f32),
+            _ => out.push(f32::NAN),
+        }
+    }
+
+    fn deviation(got: &[f32], golden: &serde_json::Value) -> f32 {
+        let mut want = Vec::new();
+        flat(golden, &mut want);
+        if want.len() != got.len() {
+            return f32::INFINITY;
+        }
+        got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f32::max)
+    }
+
+    async fn read(t: Tensor<2>) -> Result<Vec<f32>, String> {
+        let data = t.into_data_async().await.map_err(|e| format!("{e:?}"))?;
+        data.convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
+    }
+
+    /// Runs the three networks on the synthetic inputs and compares with `golden`.
+    pub async fn run(detector: &FaceDetector, golden: &serde_json::Value) -> Result<SelfTest, String> {
+        let device = detector.device();
+        let input = |h, w| Tensor::<4>::from_data(TensorData::new(synthetic_input(h, w), [1, 3, h, w]), device);
+        let (reg, prob) = detector.pnet().forward(input(16, 22));
+        let g = &golden["pnet_16x22"];
+        let pnet = deviation(&read(reg.reshape([1, -1])).await?, &g["reg_chw"])
+            .max(deviation(&read(prob.narrow(1, 1, 1).reshape([1, -1])).await?, &g["prob_face_hw"]));
+        let (reg, prob) = detector.rnet().forward(input(24, 24));
+        let g = &golden["rnet_24x24"];
+        let rnet = deviation(&read(reg).await?, &g["reg"]).max(deviation(&read(prob).await?, &g["prob"]));
+        let (reg, marks, prob) = detector.onet().forward(input(48, 48));
+        let g = &golden["onet_48x48"];
+        let onet = deviation(&read(reg).await?, &g["reg"])
+            .max(deviation(&read(marks).await?, &g["landmarks"]))
+            .max(deviation(&read(prob).await?, &g["prob"]));
+        Ok(SelfTest { pnet, rnet, onet })
+    }
+}

@@ -46,6 +46,20 @@ async fn wait_ready(h: &Harness) -> String {
     h.eval("document.querySelector('#engine').dataset.backend").await.as_str().unwrap().to_string()
 }
 
+/// Runs the page's self-test and asserts the networks match the reference outputs to 1e-4.
+async fn assert_self_test_passes(h: &Harness) {
+    h.wait_for("#self-test-button:not([disabled])", 60).await.click().await.unwrap();
+    let el = h.wait_for("#self-test", 300).await;
+    let text = el.text().await.unwrap_or_default();
+    let result: Value = serde_json::from_str(&el.attr("data-result").await.unwrap().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("self-test failed: {text}"));
+    for net in ["pnet", "rnet", "onet"] {
+        let dev = result[net].as_f64().unwrap();
+        assert!(dev <= 1e-4, "{net} deviates {dev} from the golden outputs in the browser");
+    }
+    eprintln!("self-test in the browser: {result}");
+}
+
 fn card<'a>(cards: &'a [Value], name: &str) -> &'a Value {
     cards.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no card for {name}: {cards:?}"))
 }
@@ -80,6 +94,7 @@ async fn photos_on_the_cpu_path_match_native_detection() {
     let h = Harness::start(&dist(), &[]).await;
     h.open("/?backend=cpu").await;
     assert_eq!(wait_ready(&h).await, "CPU");
+    assert_self_test_passes(&h).await;
     let files: Vec<PathBuf> = [
         "faces/apollo11_crew.jpg",
         "faces/astronaut_eileen_collins.png",
@@ -110,6 +125,7 @@ async fn photos_on_the_webgpu_path_match_native_detection() {
     h.open("/?backend=webgpu").await;
     // Headless Chromium with --enable-unsafe-webgpu exposes SwiftShader's WebGPU adapter.
     assert_eq!(wait_ready(&h).await, "WebGPU");
+    assert_self_test_passes(&h).await;
     let files: Vec<PathBuf> =
         ["faces/bryan_codait_tiny.png", "faces/astronaut_eileen_collins.png", "faces/apollo11_crew.jpg"]
             .iter()

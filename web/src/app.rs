@@ -47,6 +47,8 @@ impl PartialEq for Photo {
 pub struct PageState {
     pub engine: Engine,
     pub photos: Vec<Photo>,
+    /// The last self-test: JSON of the deviations, or an error.
+    pub self_test: Option<Result<String, String>>,
 }
 
 pub enum Action {
@@ -56,6 +58,7 @@ pub enum Action {
     /// The worker was replaced or died: jobs in flight will never be answered.
     AbandonPending(String),
     Clear,
+    SelfTest(Result<String, String>),
 }
 
 impl Reducible for PageState {
@@ -64,7 +67,10 @@ impl Reducible for PageState {
     fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
         let mut s = (*self).clone();
         match action {
-            Action::Engine(e) => s.engine = e,
+            Action::Engine(e) => {
+                s.engine = e;
+                s.self_test = None;
+            }
             Action::Add(p) => s.photos.push(p),
             Action::Finish(id, r) => {
                 if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
@@ -80,6 +86,7 @@ impl Reducible for PageState {
                 }
             }
             Action::Clear => s.photos.clear(),
+            Action::SelfTest(r) => s.self_test = Some(r),
         }
         Rc::new(s)
     }
@@ -96,7 +103,7 @@ fn initial_backend() -> String {
 
 #[function_component(App)]
 pub fn app() -> Html {
-    let state = use_reducer(|| PageState { engine: Engine::Loading, photos: Vec::new() });
+    let state = use_reducer(|| PageState { engine: Engine::Loading, photos: Vec::new(), self_test: None });
     let backend = use_state(initial_backend);
     let min_face = use_state(|| 20.0f64);
     let worker: Rc<RefCell<Option<InferenceWorker>>> = use_mut_ref(|| None);
@@ -118,6 +125,7 @@ pub fn app() -> Html {
                     }
                     WorkerEvent::Fatal(e) => dispatcher.dispatch(Action::Engine(Engine::Failed(e))),
                     WorkerEvent::Result { id, reply } => dispatcher.dispatch(Action::Finish(id, reply)),
+                    WorkerEvent::SelfTest(r) => dispatcher.dispatch(Action::SelfTest(r)),
                     WorkerEvent::Crashed(e) => {
                         dispatcher
                             .dispatch(Action::AbandonPending(format!("the detector crashed ({e}); reload the page")));
@@ -203,6 +211,31 @@ pub fn app() -> Html {
             }
         })
     };
+    let on_self_test = {
+        let worker = worker.clone();
+        Callback::from(move |_| {
+            if let Some(w) = worker.borrow().as_ref() {
+                w.self_test();
+            }
+        })
+    };
+    let self_test = match &state.self_test {
+        None => html! {},
+        Some(Ok(json)) => {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            let worst = ["pnet", "rnet", "onet"].iter().filter_map(|k| v[k].as_f64()).fold(0.0, f64::max);
+            let verdict = if worst <= 1e-4 { "passed" } else { "FAILED" };
+            html! {
+                <p id="self-test" class="note" data-result={json.clone()} data-verdict={verdict}>
+                    { format!("Self-test {verdict}: largest deviation from the reference outputs {worst:.1e} (P-Net {:.1e}, R-Net {:.1e}, O-Net {:.1e}).",
+                        v["pnet"].as_f64().unwrap_or(f64::NAN), v["rnet"].as_f64().unwrap_or(f64::NAN), v["onet"].as_f64().unwrap_or(f64::NAN)) }
+                </p>
+            }
+        }
+        Some(Err(e)) => {
+            html! { <p id="self-test" class="error" data-verdict="error">{ format!("Self-test could not run: {e}") }</p> }
+        }
+    };
     let on_clear = {
         let dispatcher = state.dispatcher();
         Callback::from(move |_| dispatcher.dispatch(Action::Clear))
@@ -246,9 +279,13 @@ pub fn app() -> Html {
                         <input id="min-face" type="number" min="12" max="1000" step="1" value={min_face.to_string()} onchange={on_min_face} />
                     </label>
                     <button type="button" onclick={on_clear} disabled={state.photos.is_empty()}>{ "Clear" }</button>
+                    <button id="self-test-button" type="button" onclick={on_self_test}
+                        disabled={!matches!(state.engine, Engine::Ready { .. })}
+                        title="Run the detector's networks on reference inputs and compare with the reference outputs">{ "Self-test" }</button>
                 </div>
                 <p id="engine" class={classes!("engine", engine_state)} data-state={engine_state} data-backend={engine_backend} role="status">{ engine_text }</p>
                 { note }
+                { self_test }
             </section>
             <section id="photos" class="photos" aria-live="polite">
                 { for state.photos.iter().rev().map(photo_card) }

@@ -21,6 +21,8 @@ pub enum WorkerEvent {
     Fatal(String),
     /// The answer for job `id`.
     Result { id: u32, reply: Result<DetectReply, String> },
+    /// Self-test result: JSON of `mien::detect::selftest::SelfTest`, or an error.
+    SelfTest(Result<String, String>),
     /// The worker died (an uncaught error); pending jobs are lost.
     Crashed(String),
 }
@@ -85,6 +87,15 @@ impl InferenceWorker {
                         let json = get(&data, "json").as_string().unwrap_or_default();
                         on_event.emit(WorkerEvent::Result { id, reply: parse_reply(&json) });
                     }
+                    Some("selftest") => {
+                        let json = get(&data, "json").as_string().unwrap_or_default();
+                        let parsed: Result<serde_json::Value, _> = serde_json::from_str(&json);
+                        on_event.emit(WorkerEvent::SelfTest(match parsed {
+                            Ok(v) if v.get("error").is_some() => Err(v["error"].as_str().unwrap_or("?").to_string()),
+                            Ok(_) => Ok(json),
+                            Err(e) => Err(e.to_string()),
+                        }));
+                    }
                     _ => {}
                 }
             })
@@ -123,6 +134,15 @@ impl InferenceWorker {
         } else {
             inner.queue.push((msg, bytes));
         }
+    }
+}
+
+impl InferenceWorker {
+    /// Asks the worker to check its networks against the reference outputs.
+    pub fn self_test(&self) {
+        let msg = Object::new();
+        set(&msg, "type", &"selftest".into());
+        let _ = self.worker.post_message(&msg);
     }
 }
 

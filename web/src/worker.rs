@@ -6,6 +6,8 @@
 //!   worker → page `{type: "ready", backend: "WebGPU" | "CPU", note?}` or `{type: "fatal", error}`.
 //! - page → worker `{type: "detect", id, bytes: ArrayBuffer, minFace}`;
 //!   worker → page `{type: "result", id, json}` where `json` is a [`DetectReply`].
+//! - page → worker `{type: "selftest"}`; worker → page `{type: "selftest", json}`: the networks'
+//!   largest deviation from the reference outputs on this backend.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -88,6 +90,13 @@ pub fn worker_handle(msg: JsValue) {
                 };
                 post(&[("type", "result".into()), ("id", id), ("json", reply.into())]);
             }
+            "selftest" => {
+                let reply = match selftest().await {
+                    Ok(r) => serde_json::to_string(&r).unwrap_or_else(|e| error_json(&e.to_string())),
+                    Err(e) => error_json(&e),
+                };
+                post(&[("type", "selftest".into()), ("json", reply.into())]);
+            }
             other => web_sys::console::warn_1(&format!("mien worker: unknown message {other:?}").into()),
         }
     });
@@ -143,6 +152,15 @@ async fn fetch_weights() -> Result<MtcnnWeights, String> {
         rnet: fetch_bytes(&format!("./assets/mtcnn/{r}")).await?,
         onet: fetch_bytes(&format!("./assets/mtcnn/{o}")).await?,
     })
+}
+
+async fn selftest() -> Result<mien::detect::selftest::SelfTest, String> {
+    let state = STATE
+        .with(|s| s.borrow().clone())
+        .ok_or_else(|| "the detector is still loading; try again in a moment".to_string())?;
+    let golden: serde_json::Value = serde_json::from_slice(&fetch_bytes("./assets/mtcnn/golden_outputs.json").await?)
+        .map_err(|e| format!("golden_outputs.json: {e}"))?;
+    mien::detect::selftest::run(&state.detector, &golden).await
 }
 
 async fn detect(msg: &JsValue) -> Result<DetectReply, String> {
