@@ -75,7 +75,7 @@ fn tool_path() -> OsString {
 
 fn cmd(program: &str) -> Command {
     let mut c = Command::new(program);
-    c.env("PATH", tool_path()).current_dir(root());
+    c.env("PATH", tool_path()).env("TRUNK_SKIP_VERSION_CHECK", "true").current_dir(root());
     c
 }
 
