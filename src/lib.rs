@@ -5,9 +5,11 @@
 //! emotions. The crate knows nothing of files or the DOM; its edges take bytes.
 
 pub mod align;
+pub mod classify;
 pub mod detect;
 pub mod emotion;
 pub mod frame;
+pub mod metrics;
 pub mod weights;
 
 pub use align::{crop_face, CropConfig, FaceCrop};

@@ -1,13 +1,12 @@
 //! `mien-trainer`: the native command line over the core crate — face detection now; datasets,
 //! training and evaluation as they land.
 
-mod bench;
-mod detect;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use mien_trainer::train::TrainConfig;
+use mien_trainer::{bench, commands, detect};
 
 #[derive(Parser)]
 #[command(name = "mien-trainer", version, about = "mien's native tools: detect faces, benchmark, train and evaluate")]
@@ -30,6 +29,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Subject-independent k-fold cross-validation (folds grouped by subject id).
+    Cv {
+        /// Dataset folder or CSV, in any supported layout.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        folds: usize,
+        /// JSON report to write.
+        #[arg(long, default_value = "reports/cv.json")]
+        report: PathBuf,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Train a model and write it (classifier.safetensors + manifest.json) to a folder.
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        /// Model folder to write; checkpoints go in its checkpoints/ subfolder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue from the last checkpoint in --out.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Evaluate a saved model on a dataset (its test split, where it has one).
+    Evaluate {
+        /// Model folder (classifier.safetensors + manifest.json).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "reports/evaluate.json")]
+        report: PathBuf,
+    },
     /// Time face detection on a 640×480 frame with one face (median of N runs after warm-up).
     BenchDetect {
         /// Runs per setting.
@@ -46,12 +81,64 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect { images, min_face, json } => detect::run(&images, min_face, json),
         Command::BenchDetect { runs, image } => bench::run(runs, image),
+        Command::Cv { data, folds, report, train } => {
+            commands::cv(&data, folds, &train.config(seed_of(&train)), &report).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Train { data, out, resume, train } => {
+            commands::train_model(&data, &train.config(seed_of(&train)), &out, resume).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Evaluate { model, data, report } => {
+            commands::evaluate_model(&model, &data, &report).map(|_| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Training hyper-parameters on the command line (defaults: [`TrainConfig::default`]).
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    width: Option<f64>,
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Augmentation strength, 0 to 1.
+    #[arg(long)]
+    augment: Option<f32>,
+    #[arg(long)]
+    patience: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+fn seed_of(a: &TrainArgs) -> u64 {
+    a.seed
+}
+
+impl TrainArgs {
+    fn config(&self, seed: u64) -> TrainConfig {
+        let d = TrainConfig::default();
+        TrainConfig {
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(d.lr),
+            width: self.width.unwrap_or(d.width),
+            dropout: self.dropout.unwrap_or(d.dropout),
+            augment: self.augment.unwrap_or(d.augment),
+            patience: self.patience.unwrap_or(d.patience),
+            seed,
+            ..d
         }
     }
 }

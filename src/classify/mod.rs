@@ -1,0 +1,132 @@
+//! Expression classification of aligned face crops, and the model manifest that travels with the
+//! weights (label order, input size, normalisation, crop convention, provenance, metrics).
+
+pub mod model;
+
+use burn::prelude::*;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use crate::align::{CropConfig, FaceCrop};
+use crate::emotion::Emotion;
+pub use model::{ExpressionNet, ExpressionNetConfig};
+
+/// Everything needed to use a set of classifier weights exactly as they were trained.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelManifest {
+    pub schema_version: u32,
+    /// Output order of the network.
+    pub labels: Vec<Emotion>,
+    /// Side of the square gray input, in pixels.
+    pub input_size: u32,
+    /// Input = (pixel / 255 - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+    /// How faces are cut out of frames for this model.
+    pub crop: CropConfig,
+    pub width: f64,
+    /// Free-form provenance: training data and licences, seed, command to reproduce, metrics.
+    #[serde(default)]
+    pub info: serde_json::Map<String, serde_json::Value>,
+}
+
+pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+
+/// Why a classifier could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    #[error("model manifest is not valid: {0}")]
+    Manifest(String),
+    #[error("classifier weights {file}: {reason}")]
+    Weights { file: String, reason: String },
+    #[error("crop is {got}×{got} pixels but the model takes {want}×{want}")]
+    CropSize { got: u32, want: u32 },
+    #[error("reading results back failed: {0}")]
+    Backend(String),
+}
+
+/// The expression classifier on a burn device.
+#[derive(Debug, Clone)]
+pub struct ExpressionClassifier {
+    net: ExpressionNet,
+    manifest: ModelManifest,
+    device: Device,
+}
+
+impl ExpressionClassifier {
+    /// Loads weights saved by the trainer (burn layout safetensors) described by `manifest`.
+    pub fn load(manifest_json: &[u8], weights: &[u8], device: &Device) -> Result<Self, ClassifierError> {
+        let manifest: ModelManifest =
+            serde_json::from_slice(manifest_json).map_err(|e| ClassifierError::Manifest(e.to_string()))?;
+        if manifest.schema_version != MANIFEST_SCHEMA_VERSION || manifest.labels.is_empty() {
+            return Err(ClassifierError::Manifest(format!(
+                "schema {} with {} labels (expected schema {MANIFEST_SCHEMA_VERSION})",
+                manifest.schema_version,
+                manifest.labels.len()
+            )));
+        }
+        let mut net = ExpressionNetConfig::new(manifest.labels.len()).with_width(manifest.width).init(device);
+        let file = "classifier.safetensors".to_string();
+        if weights.is_empty() {
+            return Err(ClassifierError::Weights { file, reason: "the file is empty".into() });
+        }
+        let mut store = SafetensorsStore::from_bytes(Some(weights.to_vec())).allow_partial(true).validate(false);
+        let result = net
+            .load_from(&mut store)
+            .map_err(|e| ClassifierError::Weights { file: file.clone(), reason: e.to_string() })?;
+        if let Some(e) = result.errors.first() {
+            return Err(ClassifierError::Weights { file, reason: format!("{e:?}") });
+        }
+        if let Some((path, _)) = result.missing.first() {
+            return Err(ClassifierError::Weights { file, reason: format!("tensor `{path}` is missing") });
+        }
+        Ok(ExpressionClassifier { net, manifest, device: device.clone() })
+    }
+
+    /// Wraps an in-memory network (the trainer's).
+    pub fn from_net(net: ExpressionNet, manifest: ModelManifest, device: &Device) -> Self {
+        ExpressionClassifier { net, manifest, device: device.clone() }
+    }
+
+    pub fn manifest(&self) -> &ModelManifest {
+        &self.manifest
+    }
+
+    pub fn net(&self) -> &ExpressionNet {
+        &self.net
+    }
+
+    /// Normalised input tensor data for crops (NCHW, 1 channel).
+    pub fn input(manifest: &ModelManifest, crops: &[&FaceCrop]) -> Result<Vec<f32>, ClassifierError> {
+        let mut v = Vec::with_capacity(crops.len() * (manifest.input_size * manifest.input_size) as usize);
+        for c in crops {
+            if c.size != manifest.input_size {
+                return Err(ClassifierError::CropSize { got: c.size, want: manifest.input_size });
+            }
+            v.extend(c.pixels.iter().map(|&p| (p as f32 / 255.0 - manifest.mean) / manifest.std));
+        }
+        Ok(v)
+    }
+
+    /// Class probabilities for each crop, in `manifest().labels` order.
+    pub async fn classify_async(&self, crops: &[&FaceCrop]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        if crops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.manifest.input_size as usize;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(Self::input(&self.manifest, crops)?, [crops.len(), 1, s, s]),
+            &self.device,
+        );
+        let probs = burn::tensor::activation::softmax(self.net.forward(x), 1);
+        let data = probs.into_data_async().await.map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;
+        let flat: Vec<f32> =
+            data.convert::<f32>().try_into_vec().map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;
+        Ok(flat.chunks(self.manifest.labels.len()).map(|c| c.to_vec()).collect())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify(&self, crops: &[&FaceCrop]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        pollster::block_on(self.classify_async(crops))
+    }
+}

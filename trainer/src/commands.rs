@@ -1,0 +1,235 @@
+//! `train`, `cv` and `evaluate`: datasets in, models and versioned JSON reports out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mien::align::CropConfig;
+use mien::burn::prelude::Device;
+use mien::classify::{ModelManifest, MANIFEST_SCHEMA_VERSION};
+use mien::metrics::{ConfusionMatrix, Report};
+use mien::Emotion;
+
+use crate::crops::crops_of;
+use crate::cv::cross_validate;
+use crate::datasets::{self, Dataset};
+use crate::detect::detector;
+use crate::train::{evaluate, load_weights, train, Example, TrainConfig};
+
+/// Examples of a dataset, with their subjects and the label list (canonical order of the
+/// emotions present). Unusable images are skipped and counted, never fatal.
+pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<(Vec<Example>, Vec<Option<String>>, Vec<Emotion>)> {
+    let labels = dataset.labels();
+    let needs_detector = dataset.layout == datasets::Layout::CkPlusOfficial;
+    let det = if needs_detector { Some(detector(20.0)?) } else { None };
+    let cache = dataset.root.parent().map(|_| std::env::temp_dir().join("mien-crop-cache"));
+    let crops = crops_of(&dataset.samples, crop, det.as_ref(), cache.as_deref());
+    let mut examples = Vec::new();
+    let mut subjects = Vec::new();
+    let mut skipped = 0;
+    for (sample, crop) in dataset.samples.iter().zip(crops) {
+        match crop {
+            Ok(c) => {
+                examples.push(Example {
+                    pixels: c.pixels,
+                    label: labels.iter().position(|&l| l == sample.label).unwrap_or(0),
+                });
+                subjects.push(sample.subject.clone());
+            }
+            Err(s) => {
+                skipped += 1;
+                if skipped <= 5 {
+                    eprintln!("skipped {}: {}", s.id, s.reason);
+                }
+            }
+        }
+    }
+    if skipped > 0 {
+        eprintln!("{skipped} of {} images skipped (unreadable or no face)", dataset.samples.len());
+    }
+    anyhow::ensure!(!examples.is_empty(), "{}: no usable images", dataset.root.display());
+    Ok((examples, subjects, labels))
+}
+
+pub fn open_dataset(path: &Path) -> Result<Dataset> {
+    let d = datasets::open(path)?;
+    eprintln!("{}: recognised as {}; {} images", path.display(), d.layout, d.samples.len());
+    for note in &d.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(d)
+}
+
+fn label_names(labels: &[Emotion]) -> Vec<String> {
+    labels.iter().map(|l| l.name().to_string()).collect()
+}
+
+fn write_report(path: &Path, value: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("report written to {}", path.display());
+    Ok(())
+}
+
+/// Prints the per-class table and confusion matrix, as the study did.
+pub fn print_report(title: &str, m: &ConfusionMatrix) {
+    let r = Report::from_confusion(m);
+    println!(
+        "{title}: accuracy {:.2}% ({} of {}), macro-F1 {:.3}",
+        100.0 * r.accuracy,
+        m.correct(),
+        m.total(),
+        r.macro_f1
+    );
+    println!("{:<10} {:>9} {:>9} {:>9} {:>8}", "label", "precision", "recall", "f1", "support");
+    for l in &r.labels {
+        let c = &r.per_class[l];
+        println!("{:<10} {:>9.3} {:>9.3} {:>9.3} {:>8}", l, c.precision, c.recall, c.f1, c.support);
+    }
+    println!("confusion matrix (rows = true, columns = predicted):");
+    print!("{:<10}", "");
+    for l in &r.labels {
+        print!(" {:>6.6}", l);
+    }
+    println!();
+    for (l, row) in r.labels.iter().zip(&r.confusion_matrix) {
+        print!("{:<10}", l);
+        for c in row {
+            print!(" {:>6}", c);
+        }
+        println!();
+    }
+}
+
+pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path) -> Result<()> {
+    let dataset = open_dataset(data)?;
+    let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
+    let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
+    let names = label_names(&labels);
+    let distinct: std::collections::BTreeSet<_> = subjects.iter().flatten().collect();
+    eprintln!(
+        "{}-fold cross-validation grouped by subject ({} subjects), {} images, labels {:?}",
+        folds,
+        distinct.len(),
+        examples.len(),
+        names
+    );
+    let started = std::time::Instant::now();
+    let result = cross_validate(&examples, &subjects, &names, folds, cfg, |f, r| {
+        eprintln!(
+            "fold {:>2}/{folds}: accuracy {:.2}% on {} test images (best epoch {})",
+            f + 1,
+            100.0 * r.accuracy,
+            r.meta["test_images"],
+            r.meta["best_epoch"]
+        );
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    print_report("pooled over folds", &result.pooled);
+    println!(
+        "accuracy over {folds} subject-independent folds: {:.2}% ± {:.2}% (mean ± std); wall time {:.0} s",
+        100.0 * result.accuracy_mean,
+        100.0 * result.accuracy_std,
+        seconds
+    );
+    let mut pooled = Report::from_confusion(&result.pooled);
+    pooled.meta.insert("kind".into(), "cross_validation".into());
+    pooled.meta.insert("dataset".into(), data.display().to_string().into());
+    pooled.meta.insert("layout".into(), dataset.layout.to_string().into());
+    pooled.meta.insert("grouped_by".into(), "subject".into());
+    pooled.meta.insert("subjects".into(), distinct.len().into());
+    pooled.meta.insert("train_config".into(), serde_json::to_value(cfg)?);
+    pooled.meta.insert("wall_seconds".into(), seconds.into());
+    let mut value = serde_json::to_value(&pooled)?;
+    value["folds"] = serde_json::to_value(&result.folds)?;
+    value["accuracy_mean"] = result.accuracy_mean.into();
+    value["accuracy_std"] = result.accuracy_std.into();
+    write_report(report, &value)
+}
+
+/// Trains on a dataset (its own training split if it has one, else all of it minus a
+/// subject-disjoint validation part) and writes a model folder.
+pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
+    let dataset = open_dataset(data)?;
+    let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
+    let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
+    let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
+    let names = label_names(&labels);
+    // Validation: 10% of subjects (or samples), never the dataset's test splits.
+    let folds = crate::cv::subject_folds(&subjects, 10, cfg.seed);
+    let (mut tr, mut val) = (Vec::new(), Vec::new());
+    for ((ex, fold), usage) in examples.into_iter().zip(folds).zip(usage) {
+        match usage.as_deref() {
+            Some("PublicTest") | Some("PrivateTest") => {}
+            _ if fold == 0 => val.push(ex),
+            _ => tr.push(ex),
+        }
+    }
+    eprintln!("training on {} images, validating on {}", tr.len(), val.len());
+    std::fs::create_dir_all(out)?;
+    let trained = train(&tr, &val, labels.len(), cfg, Some(&out.join("checkpoints")), resume, false)?;
+    let weights = out.join("classifier.safetensors");
+    let mut store = burn_store::SafetensorsStore::from_file(&weights).overwrite(true);
+    burn_store::ModuleSnapshot::save_into(&trained.net, &mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut info = serde_json::Map::new();
+    info.insert("dataset".into(), data.display().to_string().into());
+    info.insert("train_config".into(), serde_json::to_value(cfg)?);
+    info.insert("history".into(), serde_json::to_value(&trained.history)?);
+    let manifest = ModelManifest {
+        schema_version: MANIFEST_SCHEMA_VERSION,
+        labels,
+        input_size: cfg.input_size,
+        mean: cfg.mean,
+        std: cfg.std,
+        crop,
+        width: cfg.width,
+        info,
+    };
+    std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    eprintln!("model written to {} ({} labels: {:?})", out.display(), names.len(), names);
+    Ok(())
+}
+
+/// Evaluates a saved model folder on a dataset (its test split if it has one).
+pub fn evaluate_model(model: &Path, data: &Path, report: &Path) -> Result<()> {
+    let manifest: ModelManifest = serde_json::from_slice(
+        &std::fs::read(model.join("manifest.json"))
+            .with_context(|| format!("reading {}/manifest.json", model.display()))?,
+    )?;
+    let cfg: TrainConfig =
+        manifest.info.get("train_config").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or(TrainConfig {
+            width: manifest.width,
+            input_size: manifest.input_size,
+            mean: manifest.mean,
+            std: manifest.std,
+            ..TrainConfig::default()
+        });
+    let net = load_weights(&model.join("classifier.safetensors"), &cfg, manifest.labels.len(), &Device::flex())?;
+    let mut dataset = open_dataset(data)?;
+    if dataset.samples.iter().any(|s| s.usage.as_deref() == Some("PublicTest")) {
+        dataset.samples.retain(|s| s.usage.as_deref() == Some("PublicTest"));
+        eprintln!("evaluating on the PublicTest split: {} images", dataset.samples.len());
+    }
+    // Map dataset labels onto the model's label order; samples of labels the model lacks are skipped.
+    dataset.samples.retain(|s| manifest.labels.contains(&s.label));
+    let (examples, _, labels) = examples_of(&dataset, &manifest.crop)?;
+    let examples: Vec<Example> = examples
+        .into_iter()
+        .map(|e| Example { label: manifest.labels.iter().position(|l| *l == labels[e.label]).unwrap_or(0), ..e })
+        .collect();
+    let names = label_names(&manifest.labels);
+    let m = evaluate(&net, &examples, &cfg, &names);
+    print_report("hold-out evaluation", &m);
+    let mut r = Report::from_confusion(&m);
+    r.meta.insert("kind".into(), "hold_out".into());
+    r.meta.insert("model".into(), model.display().to_string().into());
+    r.meta.insert("dataset".into(), data.display().to_string().into());
+    write_report(report, &serde_json::to_value(&r)?)
+}
+
+pub fn default_report(name: &str) -> PathBuf {
+    PathBuf::from("reports").join(name)
+}

@@ -1,0 +1,110 @@
+//! Subject-independent evaluation: k folds grouped by subject, so no person is in both the
+//! training and the test part of a fold (the 3 frames of a CK+ sequence are near-duplicates; a
+//! random split would measure memory, not recognition).
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use mien::metrics::{ConfusionMatrix, Report};
+
+use crate::augment::SplitMix64;
+use crate::train::{evaluate, train, Example, TrainConfig};
+
+/// Assigns each sample to one of `k` folds, whole subjects at a time, balancing sample counts.
+/// Samples without a subject form their own group. Deterministic for a given seed.
+pub fn subject_folds(subjects: &[Option<String>], k: usize, seed: u64) -> Vec<usize> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, s) in subjects.iter().enumerate() {
+        let key = s.clone().unwrap_or_else(|| format!("#sample{i}"));
+        groups.entry(key).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    let mut rng = SplitMix64::new(seed);
+    rng.shuffle(&mut groups);
+    // Largest groups first (stable after the shuffle), each to the currently smallest fold.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    let mut sizes = vec![0usize; k.max(1)];
+    let mut fold_of = vec![0usize; subjects.len()];
+    for g in groups {
+        let f = (0..sizes.len()).min_by_key(|&f| (sizes[f], f)).unwrap_or(0);
+        sizes[f] += g.len();
+        for i in g {
+            fold_of[i] = f;
+        }
+    }
+    fold_of
+}
+
+/// A cross-validation run: one report per fold, and their summary.
+pub struct CrossValidation {
+    pub folds: Vec<Report>,
+    pub pooled: ConfusionMatrix,
+    pub accuracy_mean: f64,
+    pub accuracy_std: f64,
+}
+
+/// Runs k-fold CV: fold `f` is the test set, fold `f+1` the validation set for early stopping
+/// (its subjects are never in the test set), the rest the training set.
+pub fn cross_validate(
+    examples: &[Example],
+    subjects: &[Option<String>],
+    labels: &[String],
+    k: usize,
+    cfg: &TrainConfig,
+    mut progress: impl FnMut(usize, &Report),
+) -> Result<CrossValidation> {
+    anyhow::ensure!(k >= 2, "cross-validation needs at least 2 folds");
+    let fold_of = subject_folds(subjects, k, cfg.seed);
+    let mut folds = Vec::new();
+    let mut pooled = ConfusionMatrix::new(labels.to_vec());
+    for f in 0..k {
+        let v = (f + 1) % k;
+        let pick = |want: &dyn Fn(usize) -> bool| -> Vec<Example> {
+            examples.iter().zip(&fold_of).filter(|(_, &fo)| want(fo)).map(|(e, _)| e.clone()).collect()
+        };
+        let test = pick(&|fo| fo == f);
+        let val = pick(&|fo| fo == v);
+        let tr = pick(&|fo| fo != f && fo != v);
+        let fold_cfg = TrainConfig { seed: cfg.seed.wrapping_add(f as u64), ..cfg.clone() };
+        let trained = train(&tr, &val, labels.len(), &fold_cfg, None, false, true)?;
+        let m = evaluate(&trained.net, &test, cfg, labels);
+        pooled.merge(&m);
+        let mut report = Report::from_confusion(&m);
+        report.meta.insert("fold".into(), (f + 1).into());
+        report.meta.insert("train_images".into(), tr.len().into());
+        report.meta.insert("val_images".into(), val.len().into());
+        report.meta.insert("test_images".into(), test.len().into());
+        report.meta.insert("best_epoch".into(), trained.best_epoch.into());
+        report.meta.insert("history".into(), serde_json::to_value(&trained.history)?);
+        progress(f, &report);
+        folds.push(report);
+    }
+    let accs: Vec<f64> = folds.iter().map(|r| r.accuracy).collect();
+    let mean = accs.iter().sum::<f64>() / accs.len() as f64;
+    let std = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accs.len() as f64).sqrt();
+    Ok(CrossValidation { folds, pooled, accuracy_mean: mean, accuracy_std: std })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_subject_is_in_two_folds_and_folds_are_balanced() {
+        let subjects: Vec<Option<String>> =
+            (0..300).map(|i| Some(format!("S{:03}", i % 37))).chain((0..5).map(|_| None)).collect();
+        let folds = subject_folds(&subjects, 10, 42);
+        let mut fold_of_subject: BTreeMap<&str, usize> = BTreeMap::new();
+        for (s, f) in subjects.iter().zip(&folds) {
+            if let Some(s) = s {
+                assert_eq!(*fold_of_subject.entry(s).or_insert(*f), *f, "{s} split across folds");
+            }
+        }
+        let mut sizes = [0usize; 10];
+        for &f in &folds {
+            sizes[f] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (20..=45).contains(&n)), "{sizes:?}");
+        assert_eq!(folds, subject_folds(&subjects, 10, 42), "deterministic");
+    }
+}

@@ -1,0 +1,382 @@
+//! Training an [`ExpressionNet`] with burn autodiff: augmentation, class weighting, AdamW with a
+//! cosine schedule, early stopping on a validation split, a checkpoint every epoch, `--resume`,
+//! a progress line with loss, accuracy and ETA, and fixed seeds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+use mien::classify::{ExpressionNet, ExpressionNetConfig};
+use mien::metrics::ConfusionMatrix;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{augment, Augment, SplitMix64};
+
+/// One training example: a gray crop (side `size`) and its class index.
+#[derive(Clone)]
+pub struct Example {
+    pub pixels: Vec<u8>,
+    pub label: usize,
+}
+
+/// Training hyper-parameters (all of them: a run is reproducible from these and the data).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub width: f64,
+    pub dropout: f64,
+    /// Augmentation strength, 0 (none) to 1 (the full ranges in [`Augment`]).
+    pub augment: f32,
+    pub label_smoothing: f32,
+    /// Weight classes by inverse frequency.
+    pub class_weights: bool,
+    /// Stop after this many epochs without a better validation accuracy (0 = never).
+    pub patience: usize,
+    pub seed: u64,
+    pub input_size: u32,
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 40,
+            batch_size: 64,
+            lr: 2e-3,
+            weight_decay: 1e-4,
+            width: 1.0,
+            dropout: 0.3,
+            augment: 1.0,
+            label_smoothing: 0.05,
+            class_weights: true,
+            patience: 10,
+            seed: 42,
+            input_size: 48,
+            mean: 0.5,
+            std: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    pub images_per_second: f64,
+    pub seconds: f64,
+}
+
+/// What a checkpoint folder holds besides the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    config: TrainConfig,
+    num_classes: usize,
+    /// Epochs completed.
+    epoch: usize,
+    best_val: Option<f64>,
+    best_epoch: usize,
+    history: Vec<EpochStats>,
+}
+
+pub struct Trained {
+    /// The best model on validation (or the last one without a validation set), inference mode.
+    pub net: ExpressionNet,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+}
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Normalised NCHW batch tensor of `examples[idx]`, augmented when `rng` is given.
+fn batch(
+    examples: &[Example],
+    idx: &[usize],
+    cfg: &TrainConfig,
+    rng: Option<&mut SplitMix64>,
+    device: &Device,
+) -> (Tensor<4>, Vec<usize>) {
+    let s = cfg.input_size as usize;
+    let mut data = Vec::with_capacity(idx.len() * s * s);
+    let mut labels = Vec::with_capacity(idx.len());
+    let mut rng = rng;
+    for &i in idx {
+        let ex = &examples[i];
+        let px: Vec<f32> = match rng.as_deref_mut() {
+            Some(r) if cfg.augment > 0.0 => augment(&ex.pixels, cfg.input_size, &Augment::scaled(cfg.augment), r),
+            _ => ex.pixels.iter().map(|&p| p as f32).collect(),
+        };
+        data.extend(px.into_iter().map(|p| (p / 255.0 - cfg.mean) / cfg.std));
+        labels.push(ex.label);
+    }
+    (Tensor::from_data(TensorData::new(data, [idx.len(), 1, s, s]), device), labels)
+}
+
+/// Predicted class of each example (inference mode, no augmentation).
+pub fn predict(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig) -> Vec<usize> {
+    let device = Device::flex();
+    let net = net.clone();
+    let mut out = Vec::with_capacity(examples.len());
+    let idx: Vec<usize> = (0..examples.len()).collect();
+    for chunk in idx.chunks(256) {
+        let (x, _) = batch(examples, chunk, cfg, None, &device);
+        let pred = net.forward(x).argmax(1).flatten::<1>(0, 1);
+        let v: Vec<i64> = pred.into_data().convert::<i64>().try_into_vec().unwrap_or_default();
+        out.extend(v.into_iter().map(|p| p as usize));
+    }
+    out
+}
+
+/// Confusion matrix of `net` on `examples`.
+pub fn evaluate(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig, labels: &[String]) -> ConfusionMatrix {
+    let mut m = ConfusionMatrix::new(labels.to_vec());
+    for (p, ex) in predict(net, examples, cfg).into_iter().zip(examples) {
+        m.add(ex.label, p);
+    }
+    m
+}
+
+fn save_weights(net: &ExpressionNet, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+    net.save_into(&mut store).map_err(|e| anyhow::anyhow!("saving {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Loads weights saved by [`save_weights`] into a fresh network built from `cfg`.
+pub fn load_weights(path: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
+    let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device);
+    let mut store = SafetensorsStore::from_file(path);
+    net.load_from(&mut store).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+    Ok(net)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(())
+}
+
+/// Trains on `train`, selecting the model on `val` (if any). With `checkpoint_dir`, writes
+/// `last.safetensors`, `best.safetensors`, `optimizer.bpk` and `state.json` after every epoch
+/// (each written to a temporary file, then renamed) and resumes from them when `resume` is set.
+pub fn train(
+    train: &[Example],
+    val: &[Example],
+    num_classes: usize,
+    cfg: &TrainConfig,
+    checkpoint_dir: Option<&Path>,
+    resume: bool,
+    quiet: bool,
+) -> Result<Trained> {
+    anyhow::ensure!(!train.is_empty(), "no training examples");
+    let device = device();
+    device.seed(cfg.seed);
+    let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(&device);
+    let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
+    let mut state = CheckpointState {
+        config: cfg.clone(),
+        num_classes,
+        epoch: 0,
+        best_val: None,
+        best_epoch: 0,
+        history: Vec::new(),
+    };
+    let paths = checkpoint_dir.map(|d| {
+        let _ = std::fs::create_dir_all(d);
+        (d.join("last.safetensors"), d.join("best.safetensors"), d.join("optimizer.bpk"), d.join("state.json"))
+    });
+    if resume {
+        if let Some((last, _, opt, st)) = &paths {
+            if st.exists() && last.exists() {
+                let saved: CheckpointState = serde_json::from_slice(&std::fs::read(st)?)
+                    .with_context(|| format!("{} is not a mien checkpoint state", st.display()))?;
+                anyhow::ensure!(
+                    saved.config == *cfg && saved.num_classes == num_classes,
+                    "{} was written with other settings; resume with the same command, or use a new --checkpoints folder",
+                    st.display()
+                );
+                net = load_weights(last, cfg, num_classes, &device)?;
+                if opt.exists() {
+                    optim = optim.load(opt).map_err(|e| anyhow::anyhow!("loading {}: {e:?}", opt.display()))?;
+                }
+                state = saved;
+                if !quiet {
+                    eprintln!("resuming after epoch {} of {}", state.epoch, cfg.epochs);
+                }
+            }
+        }
+    }
+
+    // Class weights: inverse frequency, normalised to mean 1 over the classes present.
+    let mut counts = vec![0usize; num_classes];
+    for ex in train {
+        counts[ex.label] += 1;
+    }
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
+    let weights: Vec<f32> =
+        counts.iter().map(|&c| if c == 0 { 0.0 } else { train.len() as f32 / (present * c as f32) }).collect();
+    let mut loss_cfg = CrossEntropyLossConfig::new();
+    if cfg.class_weights {
+        loss_cfg = loss_cfg.with_weights(Some(weights));
+    }
+    if cfg.label_smoothing > 0.0 {
+        loss_cfg = loss_cfg.with_smoothing(Some(cfg.label_smoothing));
+    }
+    let loss_fn = loss_cfg.init(&device);
+
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let total_steps = (steps_per_epoch * cfg.epochs).max(1);
+    let mut best_net = if let Some((_, best, _, _)) = paths.as_ref().filter(|_| state.best_val.is_some()) {
+        if best.exists() {
+            Some(load_weights(best, cfg, num_classes, &device)?)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+
+    for epoch in state.epoch..cfg.epochs {
+        let started = Instant::now();
+        // A per-epoch generator: resuming at epoch k replays exactly what an uninterrupted run does.
+        let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+            let global = epoch * steps_per_epoch + step;
+            // Cosine decay with a short linear warm-up.
+            let warm = steps_per_epoch.min(total_steps / 10).max(1);
+            let lr = if global < warm {
+                cfg.lr * (global + 1) as f64 / warm as f64
+            } else {
+                let t = (global - warm) as f64 / (total_steps - warm).max(1) as f64;
+                cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+            };
+            let (x, labels) = batch(train, idx, cfg, Some(&mut rng), &device);
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [labels.len()]),
+                &device,
+            );
+            let logits = net.forward(x);
+            let pred: Vec<i64> = logits
+                .clone()
+                .argmax(1)
+                .flatten::<1>(0, 1)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .unwrap_or_default();
+            correct += pred.iter().zip(&labels).filter(|(p, l)| **p as usize == **l).count();
+            let loss = loss_fn.forward(logits, y);
+            let loss_value: f32 = loss.clone().into_scalar::<f32>();
+            loss_sum += loss_value as f64 * labels.len() as f64;
+            seen += labels.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(lr, net, grads);
+            if !quiet {
+                let elapsed = started.elapsed().as_secs_f64();
+                let rate = seen as f64 / elapsed.max(1e-9);
+                let remaining =
+                    (train.len() - seen) as f64 / rate + (cfg.epochs - epoch - 1) as f64 * train.len() as f64 / rate;
+                let done = seen * 30 / train.len();
+                eprint!(
+                    "\repoch {:>3}/{} [{}{}] {:>6}/{} loss {:.3} acc {:5.1}% {:5.0} img/s ETA {} ",
+                    epoch + 1,
+                    cfg.epochs,
+                    "=".repeat(done),
+                    " ".repeat(30 - done),
+                    seen,
+                    train.len(),
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    rate,
+                    hms(remaining)
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let inference = net.valid();
+        let val_accuracy = (!val.is_empty()).then(|| {
+            let p = predict(&inference, val, cfg);
+            p.iter().zip(val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
+        });
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_accuracy,
+            images_per_second: seen as f64 / seconds,
+            seconds,
+        };
+        if !quiet {
+            eprintln!(
+                "\repoch {:>3}/{}: loss {:.3}, train acc {:.1}%, val acc {}, {:.0} img/s, {:.0} s{}",
+                stats.epoch,
+                cfg.epochs,
+                stats.train_loss,
+                100.0 * stats.train_accuracy,
+                val_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
+                stats.images_per_second,
+                seconds,
+                " ".repeat(20)
+            );
+        }
+        state.history.push(stats);
+        state.epoch = epoch + 1;
+        let improved = match (val_accuracy, state.best_val) {
+            (Some(v), Some(b)) => v > b,
+            (Some(_), None) => true,
+            (None, _) => true,
+        };
+        if improved {
+            state.best_val = val_accuracy;
+            state.best_epoch = epoch + 1;
+            best_net = Some(net.clone());
+        }
+        if let Some((last, best, opt, st)) = &paths {
+            save_weights(&net, last)?;
+            if improved {
+                save_weights(&net, best)?;
+            }
+            let tmp = opt.with_extension("tmp");
+            optim.save(&tmp).map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
+            std::fs::rename(&tmp, opt)?;
+            write_atomic(st, &serde_json::to_vec_pretty(&state)?)?;
+        }
+        if cfg.patience > 0 && val_accuracy.is_some() && epoch + 1 - state.best_epoch >= cfg.patience {
+            if !quiet {
+                eprintln!("early stop: no better validation accuracy for {} epochs", cfg.patience);
+            }
+            break;
+        }
+    }
+    let best = best_net.unwrap_or(net);
+    Ok(Trained { net: best.valid(), history: state.history, best_epoch: state.best_epoch })
+}
+
+fn hms(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Where checkpoints of a run go by default.
+pub fn default_checkpoints(report: &Path) -> PathBuf {
+    report.with_extension("checkpoints")
+}

@@ -1,0 +1,162 @@
+//! Dataset readers on the real layouts: CK+ official (a small tree in that exact layout, built
+//! from fixture photos), CK+48 and FER2013 from ../shared, FER2013 CSV, and bad input.
+
+use std::path::{Path, PathBuf};
+
+use mien::Emotion;
+use mien_trainer::datasets::{apply_overrides, open, DatasetError, Layout};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shared(rel: &str) -> PathBuf {
+    repo().join("../shared/data").join(rel)
+}
+
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("mien-ds-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn put(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A CK+ tree: S005/001 labelled happy (3 frames), S010/002 unlabelled (2 frames).
+fn ckplus_tree(root: &Path, label_text: &str) {
+    let face = std::fs::read(repo().join("tests/fixtures/faces/luciano_codait.png")).unwrap();
+    let face2 = std::fs::read(repo().join("tests/fixtures/faces/grace_hopper.jpg")).unwrap();
+    for f in 1..=3 {
+        put(&root.join(format!("cohn-kanade-images/S005/001/S005_001_{f:08}.png")), &face);
+    }
+    put(&root.join("Emotion/S005/001/S005_001_00000003_emotion.txt"), label_text.as_bytes());
+    for f in 1..=2 {
+        put(&root.join(format!("cohn-kanade-images/S010/002/S010_002_{f:08}.png")), &face2);
+    }
+}
+
+#[test]
+fn ckplus_official_layout_neutral_first_frames_and_peak_labels() {
+    let t = Tmp::new("ck");
+    ckplus_tree(&t.0, "   5.0000000e+00\n");
+    let d = open(&t.0).unwrap();
+    assert_eq!(d.layout, Layout::CkPlusOfficial);
+    let got: Vec<(String, Emotion, Option<String>)> =
+        d.samples.iter().map(|s| (s.id.clone(), s.label, s.subject.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("cohn-kanade-images/S005/001/S005_001_00000001.png".into(), Emotion::Neutral, Some("S005".into())),
+            ("cohn-kanade-images/S005/001/S005_001_00000003.png".into(), Emotion::Happiness, Some("S005".into())),
+            ("cohn-kanade-images/S010/002/S010_002_00000001.png".into(), Emotion::Neutral, Some("S010".into())),
+        ]
+    );
+    assert!(d.notes.iter().any(|n| n.contains("S010/002")), "{:?}", d.notes);
+}
+
+#[test]
+fn ckplus_malformed_label_file_names_the_file() {
+    let t = Tmp::new("ckbad");
+    ckplus_tree(&t.0, "happy\n");
+    match open(&t.0) {
+        Err(e @ DatasetError::BadLabelFile { .. }) => {
+            assert!(e.to_string().contains("S005_001_00000003_emotion.txt"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ckplus48_class_folders() {
+    let d = open(&shared("ckplus/CK+48")).unwrap();
+    assert_eq!(d.layout, Layout::ClassFolders);
+    assert_eq!(d.samples.len(), 981);
+    let counts = d.counts();
+    assert_eq!(counts[&Emotion::Happiness], 207);
+    assert_eq!(counts[&Emotion::Surprise], 249);
+    assert_eq!(counts[&Emotion::Contempt], 54);
+    assert!(!counts.contains_key(&Emotion::Neutral));
+    let subjects: std::collections::BTreeSet<_> = d.samples.iter().map(|s| s.subject.clone().unwrap()).collect();
+    assert_eq!(subjects.len(), 118);
+}
+
+#[test]
+fn ckplus_apex_neutral_has_eight_classes() {
+    let d = open(&shared("ckplus/CK+_apex_neutral_48")).unwrap();
+    assert_eq!(d.samples.len(), 890);
+    assert_eq!(d.labels().len(), 8);
+    assert_eq!(d.counts()[&Emotion::Neutral], 575);
+}
+
+#[test]
+fn fer2013_folders_keep_the_official_split() {
+    let d = open(&shared("fer2013")).unwrap();
+    assert_eq!(d.layout, Layout::Fer2013Folders);
+    let n = |u: &str| d.samples.iter().filter(|s| s.usage.as_deref() == Some(u)).count();
+    assert_eq!((n("Training"), n("PublicTest"), n("PrivateTest")), (28709, 3589, 0));
+    assert_eq!(d.counts()[&Emotion::Disgust], 436 + 56);
+}
+
+#[test]
+fn fer2013_csv_rows_and_malformed_rows() {
+    let t = Tmp::new("csv");
+    let px = |v: u8| vec![v.to_string(); 2304].join(" ");
+    let csv = format!(
+        "emotion,pixels,Usage\n3,{},Training\n6,{},PublicTest\n9,{},Training\n0,1 2 3,Training\n0,{},PrivateTest\n",
+        px(10),
+        px(20),
+        px(30),
+        px(40)
+    );
+    let path = t.0.join("fer2013.csv");
+    put(&path, csv.as_bytes());
+    let d = open(&path).unwrap();
+    assert_eq!(d.layout, Layout::Fer2013Csv);
+    let labels: Vec<Emotion> = d.samples.iter().map(|s| s.label).collect();
+    assert_eq!(labels, vec![Emotion::Happiness, Emotion::Neutral, Emotion::Anger]);
+    assert_eq!(d.samples[1].usage.as_deref(), Some("PublicTest"));
+    assert!(
+        d.notes[0].contains("2 malformed rows") && d.notes[0].contains("line 4") && d.notes[0].contains("line 5"),
+        "{:?}",
+        d.notes
+    );
+}
+
+#[test]
+fn unknown_class_and_unknown_layout_are_explained() {
+    let t = Tmp::new("bad");
+    put(&t.0.join("happy/a.png"), b"x");
+    put(&t.0.join("bored/b.png"), b"x");
+    let e = open(&t.0).unwrap_err();
+    assert!(matches!(e, DatasetError::UnknownClass { ref name, .. } if name == "bored"), "{e}");
+    let t2 = Tmp::new("none");
+    put(&t2.0.join("holiday/a.png"), b"x");
+    assert!(matches!(open(&t2.0).unwrap_err(), DatasetError::UnknownLayout { .. }));
+    assert!(matches!(open(&t2.0.join("nope")).unwrap_err(), DatasetError::Missing(_)));
+}
+
+#[test]
+fn label_overrides_are_merged_and_reported() {
+    let t = Tmp::new("ovr");
+    ckplus_tree(&t.0, "   5.0000000e+00\n");
+    let mut d = open(&t.0).unwrap();
+    let csv = t.0.join("overrides.csv");
+    put(&csv, b"id,label\ncohn-kanade-images/S005/001/S005_001_00000003.png,surprise\n");
+    let changes = apply_overrides(&mut d, &csv).unwrap();
+    assert_eq!(changes, vec!["cohn-kanade-images/S005/001/S005_001_00000003.png: happiness → surprise".to_string()]);
+    assert_eq!(d.samples[1].label, Emotion::Surprise);
+    put(&csv, b"nope.png,happy\n");
+    assert!(matches!(apply_overrides(&mut d, &csv), Err(DatasetError::BadLine { line: 1, .. })));
+}
