@@ -43,8 +43,8 @@ pub struct CrossValidation {
     pub accuracy_std: f64,
 }
 
-/// Runs k-fold CV: fold `f` is the test set, fold `f+1` the validation set for early stopping
-/// (its subjects are never in the test set), the rest the training set.
+/// Runs k-fold CV: fold `f` is the test set; of the other folds, a tenth of the subjects is the
+/// validation set for early stopping and the rest the training set.
 pub fn cross_validate(
     examples: &[Example],
     subjects: &[Option<String>],
@@ -58,13 +58,20 @@ pub fn cross_validate(
     let mut folds = Vec::new();
     let mut pooled = ConfusionMatrix::new(labels.to_vec());
     for f in 0..k {
-        let v = (f + 1) % k;
-        let pick = |want: &dyn Fn(usize) -> bool| -> Vec<Example> {
-            examples.iter().zip(&fold_of).filter(|(_, &fo)| want(fo)).map(|(e, _)| e.clone()).collect()
-        };
-        let test = pick(&|fo| fo == f);
-        let val = pick(&|fo| fo == v);
-        let tr = pick(&|fo| fo != f && fo != v);
+        let test: Vec<Example> =
+            examples.iter().zip(&fold_of).filter(|(_, &fo)| fo == f).map(|(e, _)| e.clone()).collect();
+        // Validation for early stopping: a tenth of the remaining subjects, never test subjects.
+        let rest: Vec<usize> = (0..examples.len()).filter(|&i| fold_of[i] != f).collect();
+        let rest_subjects: Vec<Option<String>> = rest.iter().map(|&i| subjects[i].clone()).collect();
+        let inner = subject_folds(&rest_subjects, 10, cfg.seed ^ 0x5EED);
+        let (mut tr, mut val) = (Vec::new(), Vec::new());
+        for (&i, &part) in rest.iter().zip(&inner) {
+            if part == 0 {
+                val.push(examples[i].clone())
+            } else {
+                tr.push(examples[i].clone())
+            }
+        }
         let fold_cfg = TrainConfig { seed: cfg.seed.wrapping_add(f as u64), ..cfg.clone() };
         let trained = train(&tr, &val, labels.len(), &fold_cfg, None, false, true)?;
         let m = evaluate(&trained.net, &test, cfg, labels);
