@@ -189,7 +189,19 @@ fn test() -> Result {
     eprintln!("xtask: web build took {:.0} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     run(cmd("cargo")
-        .args(["test", "-p", "mien", "--test", "browser", "--", "--ignored", "--test-threads=1"])
+        // Same package selection as the native run, so features unify identically and nothing is
+        // compiled twice.
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "mien-web",
+            "--test",
+            "browser",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env("MIEN_DIST", root().join("dist")))?;
     eprintln!("xtask: browser tests took {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
@@ -203,7 +215,17 @@ fn bench(args: &[String]) -> Result {
     build_web(false)?;
     download_sizes()?;
     run(cmd("cargo")
-        .args(["test", "-p", "mien", "--test", "browser_bench", "--", "--ignored", "--nocapture"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "mien-web",
+            "--test",
+            "browser_bench",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("MIEN_DIST", root().join("dist"))
         .env("MIEN_BENCH_RUNS", &runs))
 }
