@@ -10,8 +10,16 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A dataset from the research-only data beside the repository (`../shared/data`, or `$MIEN_DATA`).
 fn shared(rel: &str) -> PathBuf {
-    repo().join("../shared/data").join(rel)
+    let base = std::env::var_os("MIEN_DATA").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data"));
+    let path = base.join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: the datasets are expected in ../shared/data beside the repository (or set MIEN_DATA)",
+        path.display()
+    );
+    path
 }
 
 struct Tmp(PathBuf);
