@@ -21,8 +21,8 @@ pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<(Vec<Example>
     let labels = dataset.labels();
     let needs_detector = dataset.layout == datasets::Layout::CkPlusOfficial;
     let det = if needs_detector { Some(detector(20.0)?) } else { None };
-    let cache = dataset.root.parent().map(|_| std::env::temp_dir().join("mien-crop-cache"));
-    let crops = crops_of(&dataset.samples, crop, det.as_ref(), cache.as_deref());
+    let cache = crop_cache_dir();
+    let crops = crops_of(&dataset.samples, crop, det.as_ref(), Some(&cache));
     let mut examples = Vec::new();
     let mut subjects = Vec::new();
     let mut skipped = 0;
@@ -48,6 +48,14 @@ pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<(Vec<Example>
     }
     anyhow::ensure!(!examples.is_empty(), "{}: no usable images", dataset.root.display());
     Ok((examples, subjects, labels))
+}
+
+/// Where face crops of full frames are cached: `$MIEN_CACHE/crops`, default `~/.cache/mien/crops`.
+fn crop_cache_dir() -> PathBuf {
+    let base = std::env::var_os("MIEN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/mien")
+    });
+    base.join("crops")
 }
 
 pub fn open_dataset(path: &Path) -> Result<Dataset> {

@@ -3,7 +3,7 @@
 //! a progress line with loss, accuracy and ETA, and fixed seeds.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -374,9 +374,4 @@ pub fn train(
 fn hms(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-/// Where checkpoints of a run go by default.
-pub fn default_checkpoints(report: &Path) -> PathBuf {
-    report.with_extension("checkpoints")
 }
