@@ -92,7 +92,7 @@ pub fn crop_geometry(face: &Face, config: &CropConfig) -> CropGeometry {
     let down = [mouth[0] - eyes[0], mouth[1] - eyes[1]];
     let d = (down[0] * down[0] + down[1] * down[1]).sqrt();
     let angle = (r[1] - l[1]).atan2(r[0] - l[0]);
-    if !(d >= 1.0) || !angle.is_finite() {
+    if d.is_nan() || d < 1.0 || !angle.is_finite() {
         return box_geometry;
     }
     let mid = [(eyes[0] + mouth[0]) / 2.0, (eyes[1] + mouth[1]) / 2.0];

@@ -140,7 +140,7 @@ impl FaceDetector {
     /// Detects faces with other settings than the detector's own (a per-request minimum face
     /// size, say), without copying the networks.
     pub async fn detect_with(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Face>, DetectError> {
-        if !(cfg.min_face_size >= 12.0) {
+        if cfg.min_face_size.is_nan() || cfg.min_face_size < 12.0 {
             return Err(DetectError::Config(format!("minimum face size {} is below 12 pixels", cfg.min_face_size)));
         }
         if !(cfg.scale_factor > 0.1 && cfg.scale_factor < 0.95) {

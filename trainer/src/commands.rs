@@ -15,9 +15,12 @@ use crate::datasets::{self, Dataset};
 use crate::detect::detector;
 use crate::train::{evaluate, load_weights, train, Example, TrainConfig};
 
+/// Examples, the subject of each, and the label list.
+pub type Examples = (Vec<Example>, Vec<Option<String>>, Vec<Emotion>);
+
 /// Examples of a dataset, with their subjects and the label list (canonical order of the
 /// emotions present). Unusable images are skipped and counted, never fatal.
-pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<(Vec<Example>, Vec<Option<String>>, Vec<Emotion>)> {
+pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<Examples> {
     let labels = dataset.labels();
     let needs_detector = dataset.layout == datasets::Layout::CkPlusOfficial;
     let det = if needs_detector { Some(detector(20.0)?) } else { None };
