@@ -115,7 +115,55 @@ pub fn print_report(title: &str, m: &ConfusionMatrix) {
     }
 }
 
-pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path) -> Result<()> {
+/// Folds already in a partial report at `report` written by the same run settings.
+fn finished_folds(report: &Path, cfg: &TrainConfig, folds: usize, labels: &[String]) -> Vec<Report> {
+    let Ok(bytes) = std::fs::read(report) else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
+    let same = v["meta"]["train_config"] == serde_json::to_value(cfg).unwrap_or_default()
+        && v["meta"]["folds_requested"] == folds
+        && v["labels"] == serde_json::to_value(labels).unwrap_or_default();
+    if !same {
+        return Vec::new();
+    }
+    serde_json::from_value(v["folds"].clone()).unwrap_or_default()
+}
+
+fn cv_report(
+    dataset: &Dataset,
+    subjects: usize,
+    cfg: &TrainConfig,
+    k: usize,
+    names: &[String],
+    folds: &[Report],
+    seconds: f64,
+) -> Result<serde_json::Value> {
+    let mut pooled = ConfusionMatrix::new(names.to_vec());
+    for r in folds {
+        pooled.merge(&ConfusionMatrix { labels: names.to_vec(), counts: r.confusion_matrix.clone() });
+    }
+    let accs: Vec<f64> = folds.iter().map(|r| r.accuracy).collect();
+    let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
+    let std = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accs.len().max(1) as f64).sqrt();
+    let mut report = Report::from_confusion(&pooled);
+    report.meta.insert("kind".into(), "cross_validation".into());
+    report.meta.insert("dataset".into(), dataset.root.display().to_string().into());
+    report.meta.insert("layout".into(), dataset.layout.to_string().into());
+    report.meta.insert("grouped_by".into(), "subject".into());
+    report.meta.insert("subjects".into(), subjects.into());
+    report.meta.insert("train_config".into(), serde_json::to_value(cfg)?);
+    report.meta.insert("folds_requested".into(), k.into());
+    report.meta.insert("complete".into(), (folds.len() == k).into());
+    report.meta.insert("wall_seconds".into(), seconds.into());
+    let mut value = serde_json::to_value(&report)?;
+    value["folds"] = serde_json::to_value(folds)?;
+    value["accuracy_mean"] = mean.into();
+    value["accuracy_std"] = std.into();
+    Ok(value)
+}
+
+/// Subject-independent k-fold cross-validation. The report is rewritten after every fold (marked
+/// `"complete": false` until the last), and `resume` reuses the folds of an interrupted run.
+pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: bool) -> Result<()> {
     let dataset = open_dataset(data)?;
     let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
@@ -128,8 +176,14 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path) -> Result
         examples.len(),
         names
     );
+    let done = if resume { finished_folds(report, cfg, folds, &names) } else { Vec::new() };
+    if !done.is_empty() {
+        eprintln!("resuming: {} of {folds} folds already in {}", done.len(), report.display());
+    }
     let started = std::time::Instant::now();
-    let result = cross_validate(&examples, &subjects, &names, folds, cfg, |f, r| {
+    let subjects_n = distinct.len();
+    let result = cross_validate(&examples, &subjects, &names, folds, cfg, done, |f, so_far| {
+        let r = &so_far[so_far.len() - 1];
         eprintln!(
             "fold {:>2}/{folds}: accuracy {:.2}% on {} test images (best epoch {})",
             f + 1,
@@ -137,6 +191,11 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path) -> Result
             r.meta["test_images"],
             r.meta["best_epoch"]
         );
+        // Written after every fold, so an interrupted run loses at most the fold in progress.
+        let partial = cv_report(&dataset, subjects_n, cfg, folds, &names, so_far, started.elapsed().as_secs_f64());
+        if let Err(e) = partial.and_then(|v| write_report(report, &v)) {
+            eprintln!("warning: could not write the partial report: {e:#}");
+        }
     })?;
     let seconds = started.elapsed().as_secs_f64();
     print_report("pooled over folds", &result.pooled);
@@ -146,18 +205,7 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path) -> Result
         100.0 * result.accuracy_std,
         seconds
     );
-    let mut pooled = Report::from_confusion(&result.pooled);
-    pooled.meta.insert("kind".into(), "cross_validation".into());
-    pooled.meta.insert("dataset".into(), data.display().to_string().into());
-    pooled.meta.insert("layout".into(), dataset.layout.to_string().into());
-    pooled.meta.insert("grouped_by".into(), "subject".into());
-    pooled.meta.insert("subjects".into(), distinct.len().into());
-    pooled.meta.insert("train_config".into(), serde_json::to_value(cfg)?);
-    pooled.meta.insert("wall_seconds".into(), seconds.into());
-    let mut value = serde_json::to_value(&pooled)?;
-    value["folds"] = serde_json::to_value(&result.folds)?;
-    value["accuracy_mean"] = result.accuracy_mean.into();
-    value["accuracy_std"] = result.accuracy_std.into();
+    let value = cv_report(&dataset, subjects_n, cfg, folds, &names, &result.folds, seconds)?;
     write_report(report, &value)
 }
 

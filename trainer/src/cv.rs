@@ -51,13 +51,19 @@ pub fn cross_validate(
     labels: &[String],
     k: usize,
     cfg: &TrainConfig,
-    mut progress: impl FnMut(usize, &Report),
+    done: Vec<Report>,
+    mut progress: impl FnMut(usize, &[Report]),
 ) -> Result<CrossValidation> {
     anyhow::ensure!(k >= 2, "cross-validation needs at least 2 folds");
+    anyhow::ensure!(done.len() <= k, "{} folds already done but only {k} asked for", done.len());
     let fold_of = subject_folds(subjects, k, cfg.seed);
-    let mut folds = Vec::new();
     let mut pooled = ConfusionMatrix::new(labels.to_vec());
-    for f in 0..k {
+    // Folds finished by an interrupted run (same data, settings and seed) are reused as they are.
+    for r in &done {
+        pooled.merge(&ConfusionMatrix { labels: labels.to_vec(), counts: r.confusion_matrix.clone() });
+    }
+    let mut folds = done;
+    for f in folds.len()..k {
         let test: Vec<Example> =
             examples.iter().zip(&fold_of).filter(|(_, &fo)| fo == f).map(|(e, _)| e.clone()).collect();
         // Validation for early stopping: a tenth of the remaining subjects, never test subjects.
@@ -83,8 +89,8 @@ pub fn cross_validate(
         report.meta.insert("test_images".into(), test.len().into());
         report.meta.insert("best_epoch".into(), trained.best_epoch.into());
         report.meta.insert("history".into(), serde_json::to_value(&trained.history)?);
-        progress(f, &report);
         folds.push(report);
+        progress(f, &folds);
     }
     let accs: Vec<f64> = folds.iter().map(|r| r.accuracy).collect();
     let mean = accs.iter().sum::<f64>() / accs.len() as f64;

@@ -39,6 +39,9 @@ enum Command {
         /// JSON report to write.
         #[arg(long, default_value = "reports/cv.json")]
         report: PathBuf,
+        /// Reuse the folds already in --report from an interrupted run with the same settings.
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         train: TrainArgs,
     },
@@ -81,8 +84,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect { images, min_face, json } => detect::run(&images, min_face, json),
         Command::BenchDetect { runs, image } => bench::run(runs, image),
-        Command::Cv { data, folds, report, train } => {
-            commands::cv(&data, folds, &train.config(seed_of(&train)), &report).map(|_| ExitCode::SUCCESS)
+        Command::Cv { data, folds, report, resume, train } => {
+            commands::cv(&data, folds, &train.config(seed_of(&train)), &report, resume).map(|_| ExitCode::SUCCESS)
         }
         Command::Train { data, out, resume, train } => {
             commands::train_model(&data, &train.config(seed_of(&train)), &out, resume).map(|_| ExitCode::SUCCESS)
