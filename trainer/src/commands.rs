@@ -10,7 +10,7 @@ use mien::metrics::{ConfusionMatrix, Report};
 use mien::Emotion;
 
 use crate::crops::crops_of;
-use crate::cv::cross_validate;
+use crate::cv::{cross_validate, summarise};
 use crate::datasets::{self, Dataset};
 use crate::detect::detector;
 use crate::train::{evaluate, load_weights, train, Example, TrainConfig};
@@ -137,14 +137,8 @@ fn cv_report(
     folds: &[Report],
     seconds: f64,
 ) -> Result<serde_json::Value> {
-    let mut pooled = ConfusionMatrix::new(names.to_vec());
-    for r in folds {
-        pooled.merge(&ConfusionMatrix { labels: names.to_vec(), counts: r.confusion_matrix.clone() });
-    }
-    let accs: Vec<f64> = folds.iter().map(|r| r.accuracy).collect();
-    let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
-    let std = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accs.len().max(1) as f64).sqrt();
-    let mut report = Report::from_confusion(&pooled);
+    let summary = summarise(names, folds);
+    let mut report = Report::from_confusion(&summary.pooled);
     report.meta.insert("kind".into(), "cross_validation".into());
     report.meta.insert("dataset".into(), dataset.root.display().to_string().into());
     report.meta.insert("layout".into(), dataset.layout.to_string().into());
@@ -156,8 +150,8 @@ fn cv_report(
     report.meta.insert("wall_seconds".into(), seconds.into());
     let mut value = serde_json::to_value(&report)?;
     value["folds"] = serde_json::to_value(folds)?;
-    value["accuracy_mean"] = mean.into();
-    value["accuracy_std"] = std.into();
+    value["accuracy_mean"] = summary.accuracy_mean.into();
+    value["accuracy_std"] = summary.accuracy_std.into();
     Ok(value)
 }
 
@@ -182,7 +176,7 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
     }
     let started = std::time::Instant::now();
     let subjects_n = distinct.len();
-    let result = cross_validate(&examples, &subjects, &names, folds, cfg, done, |f, so_far| {
+    let fold_reports = cross_validate(&examples, &subjects, &names, folds, cfg, done, |f, so_far| {
         let r = &so_far[so_far.len() - 1];
         eprintln!(
             "fold {:>2}/{folds}: accuracy {:.2}% on {} test images (best epoch {})",
@@ -198,14 +192,15 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
         }
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    print_report("pooled over folds", &result.pooled);
+    let summary = summarise(&names, &fold_reports);
+    print_report("pooled over folds", &summary.pooled);
     println!(
         "accuracy over {folds} subject-independent folds: {:.2}% ± {:.2}% (mean ± std); wall time {:.0} s",
-        100.0 * result.accuracy_mean,
-        100.0 * result.accuracy_std,
+        100.0 * summary.accuracy_mean,
+        100.0 * summary.accuracy_std,
         seconds
     );
-    let value = cv_report(&dataset, subjects_n, cfg, folds, &names, &result.folds, seconds)?;
+    let value = cv_report(&dataset, subjects_n, cfg, folds, &names, &fold_reports, seconds)?;
     write_report(report, &value)
 }
 

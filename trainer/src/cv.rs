@@ -35,16 +35,31 @@ pub fn subject_folds(subjects: &[Option<String>], k: usize, seed: u64) -> Vec<us
     fold_of
 }
 
-/// A cross-validation run: one report per fold, and their summary.
-pub struct CrossValidation {
-    pub folds: Vec<Report>,
+/// What a set of fold reports adds up to.
+pub struct Summary {
+    /// Confusion matrix summed over the folds.
     pub pooled: ConfusionMatrix,
     pub accuracy_mean: f64,
+    /// Population standard deviation of the fold accuracies.
     pub accuracy_std: f64,
 }
 
+/// Pools the folds' confusion matrices and summarises their accuracies.
+pub fn summarise(labels: &[String], folds: &[Report]) -> Summary {
+    let mut pooled = ConfusionMatrix::new(labels.to_vec());
+    for r in folds {
+        pooled.merge(&ConfusionMatrix { labels: labels.to_vec(), counts: r.confusion_matrix.clone() });
+    }
+    let n = folds.len().max(1) as f64;
+    let mean = folds.iter().map(|r| r.accuracy).sum::<f64>() / n;
+    let std = (folds.iter().map(|r| (r.accuracy - mean).powi(2)).sum::<f64>() / n).sqrt();
+    Summary { pooled, accuracy_mean: mean, accuracy_std: std }
+}
+
 /// Runs k-fold CV: fold `f` is the test set; of the other folds, a tenth of the subjects is the
-/// validation set for early stopping and the rest the training set.
+/// validation set for early stopping and the rest the training set. Folds in `done` (finished by
+/// an interrupted run with the same data, settings and seed) are kept as they are. Returns one
+/// report per fold.
 pub fn cross_validate(
     examples: &[Example],
     subjects: &[Option<String>],
@@ -53,15 +68,10 @@ pub fn cross_validate(
     cfg: &TrainConfig,
     done: Vec<Report>,
     mut progress: impl FnMut(usize, &[Report]),
-) -> Result<CrossValidation> {
+) -> Result<Vec<Report>> {
     anyhow::ensure!(k >= 2, "cross-validation needs at least 2 folds");
     anyhow::ensure!(done.len() <= k, "{} folds already done but only {k} asked for", done.len());
     let fold_of = subject_folds(subjects, k, cfg.seed);
-    let mut pooled = ConfusionMatrix::new(labels.to_vec());
-    // Folds finished by an interrupted run (same data, settings and seed) are reused as they are.
-    for r in &done {
-        pooled.merge(&ConfusionMatrix { labels: labels.to_vec(), counts: r.confusion_matrix.clone() });
-    }
     let mut folds = done;
     for f in folds.len()..k {
         let test: Vec<Example> =
@@ -81,7 +91,6 @@ pub fn cross_validate(
         let fold_cfg = TrainConfig { seed: cfg.seed.wrapping_add(f as u64), ..cfg.clone() };
         let trained = train(&tr, &val, labels.len(), &fold_cfg, None, false, true)?;
         let m = evaluate(&trained.net, &test, cfg, labels);
-        pooled.merge(&m);
         let mut report = Report::from_confusion(&m);
         report.meta.insert("fold".into(), (f + 1).into());
         report.meta.insert("train_images".into(), tr.len().into());
@@ -92,10 +101,7 @@ pub fn cross_validate(
         folds.push(report);
         progress(f, &folds);
     }
-    let accs: Vec<f64> = folds.iter().map(|r| r.accuracy).collect();
-    let mean = accs.iter().sum::<f64>() / accs.len() as f64;
-    let std = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accs.len() as f64).sqrt();
-    Ok(CrossValidation { folds, pooled, accuracy_mean: mean, accuracy_std: std })
+    Ok(folds)
 }
 
 #[cfg(test)]
