@@ -137,6 +137,26 @@ pub fn luma([r, g, b]: [u8; 3]) -> f32 {
     0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
 }
 
+/// Normalised cross-correlation of two equally sized gray images: 1 when they are the same up
+/// to brightness and contrast, 0 when unrelated (or when one is flat).
+pub fn ncc(a: &[u8], b: &[u8]) -> f64 {
+    let n = a.len().min(b.len()).max(1) as f64;
+    let ma = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let mb = b.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
+        ab += dx * dy;
+        aa += dx * dx;
+        bb += dy * dy;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
+
 fn bilinear_gray(frame: &Frame, x: f32, y: f32) -> f32 {
     let w = frame.width() as i64;
     let h = frame.height() as i64;

@@ -56,18 +56,7 @@ fn ncc(a: &[u8], b: &[u8]) -> f64 {
     let centre = |v: &[u8]| -> Vec<u8> {
         (lo..hi).flat_map(|y| (lo..hi).map(move |x| (y, x))).map(|(y, x)| v[y * n + x]).collect()
     };
-    let (a, b) = (centre(a), centre(b));
-    let (a, b) = (&a[..], &b[..]);
-    let mean = |v: &[u8]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-    let (ma, mb) = (mean(a), mean(b));
-    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64 - ma, y as f64 - mb);
-        num += x * y;
-        da += x * x;
-        db += y * y;
-    }
-    num / (da * db).sqrt()
+    mien::align::ncc(&centre(a), &centre(b))
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! The browser half of `cargo xtask bench`: detection time per 640×480 one-face frame in headless
-//! Chromium, on the CPU and the WebGPU path, min face 20 and 40, median of N runs after warm-up.
-//! Times are the worker's own (decode excluded), read from the page's results.
+//! The browser half of `cargo xtask bench`, in headless Chromium on the CPU and the WebGPU path:
+//! - photos: detection and classification time per 640×480 one-face frame, min face 20 and 40,
+//!   median of N runs after warm-up (the worker's own times, decode excluded);
+//! - live: frames per second and per-stage latency of the live page fed by a fake camera
+//!   (a 640×480 video of the same frame), and the time from navigation to the first classified
+//!   frame, cold (fresh profile) and on a reload.
 
 #[path = "browser/harness.rs"]
 mod harness;
@@ -12,7 +15,7 @@ const WARM_UP: usize = 3;
 
 async fn time_backend(backend: &str, runs: usize, frame: &[u8]) {
     let h = Harness::start(&dist(), &[]).await;
-    h.open(&format!("/?backend={backend}")).await;
+    h.open(&format!("/?backend={backend}#/photos")).await;
     h.wait_for("#engine[data-state='ready']", 300).await;
     let actual = h.eval("document.querySelector('#engine').dataset.backend").await;
     let dir = TempDir::new("bench");
@@ -24,6 +27,7 @@ async fn time_backend(backend: &str, runs: usize, frame: &[u8]) {
         ))
         .await;
         let mut times = Vec::new();
+        let mut classify = Vec::new();
         for k in 0..WARM_UP + runs {
             let path = dir.0.join(format!("frame-{min_face}-{k}.jpg"));
             std::fs::write(&path, frame).unwrap();
@@ -45,9 +49,19 @@ async fn time_backend(backend: &str, runs: usize, frame: &[u8]) {
             };
             if k >= WARM_UP {
                 times.push(result["detect_ms"].as_f64().unwrap());
+                classify.push(
+                    result["classify_ms"].as_f64().unwrap_or(f64::NAN)
+                        / result["faces"].as_array().map_or(1, |f| f.len().max(1)) as f64,
+                );
             }
         }
         times.sort_by(f64::total_cmp);
+        classify.sort_by(f64::total_cmp);
+        println!(
+            "browser {:<6} (asked {backend}): min face {min_face:>2}: classify median {:7.2} ms per face",
+            actual.as_str().unwrap_or("?"),
+            classify[classify.len() / 2]
+        );
         println!(
             "browser {:<6} (asked {backend}): min face {min_face:>2}: median {:7.1} ms  min {:7.1} ms  p90 {:7.1} ms  ({} runs)",
             actual.as_str().unwrap_or("?"),
@@ -69,4 +83,75 @@ async fn bench_detect_in_chromium() {
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench/astronaut_640x480.jpg")).unwrap();
     time_backend("cpu", runs, &frame).await;
     time_backend("webgpu", runs, &frame).await;
+}
+
+async fn live_backend(backend: &str, video: &std::path::Path) {
+    let args = vec![
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", video.display()),
+    ];
+    let h = Harness::start(&dist(), &args).await;
+    for visit in ["cold", "reload"] {
+        h.open(&format!("/?backend={backend}#/live")).await;
+        // Start as soon as the button exists: the camera opens while the models load.
+        h.wait_for("#camera-start", 60).await.click().await.unwrap();
+        let first = loop {
+            let v = h.eval("document.querySelector('#live-stats').dataset.firstFrameMs").await;
+            if let Some(ms) = v.as_str().and_then(|s| s.parse::<f64>().ok()) {
+                break ms;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let actual = h.eval("document.querySelector('#engine').dataset.backend").await;
+        println!(
+            "live {:<6} (asked {backend}): navigation to first classified frame, {visit}: {first:7.0} ms",
+            actual.as_str().unwrap_or("?")
+        );
+    }
+    // Steady state: 3 s to settle, then 10 s measured.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let stats = || h.eval("Object.assign({}, document.querySelector('#live-stats').dataset)");
+    let a = stats().await;
+    let t = std::time::Instant::now();
+    let mut detect = Vec::new();
+    let mut classify = Vec::new();
+    while t.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let s = stats().await;
+        detect.push(s["detectMs"].as_str().unwrap_or("0").parse::<f64>().unwrap_or(0.0));
+        classify.push(s["classifyMs"].as_str().unwrap_or("0").parse::<f64>().unwrap_or(0.0));
+    }
+    let b = stats().await;
+    let frames = |v: &Value| v["frames"].as_str().unwrap_or("0").parse::<f64>().unwrap_or(0.0);
+    let fps = (frames(&b) - frames(&a)) / t.elapsed().as_secs_f64();
+    detect.sort_by(f64::total_cmp);
+    classify.sort_by(f64::total_cmp);
+    println!(
+        "live {:<6} (asked {backend}): {fps:5.2} frames/s over 10 s; detect {:6.1} ms, classify {:5.1} ms (medians of the page's moving averages); {} face(s), {}",
+        b["backend"].as_str().unwrap_or("?"),
+        detect[detect.len() / 2],
+        classify[classify.len() / 2],
+        b["faces"].as_str().unwrap_or("?"),
+        b["emotion"].as_str().unwrap_or("?")
+    );
+    h.assert_private();
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run `cargo xtask bench`"]
+async fn bench_live_in_chromium() {
+    let dir = TempDir::new("live-bench");
+    let video = dir.0.join("camera.y4m");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-loop", "1", "-i"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench/astronaut_640x480.jpg"))
+        .args(["-r", "30", "-t", "2", "-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .status()
+        .expect("ffmpeg not found: cargo xtask setup installs it");
+    assert!(status.success());
+    live_backend("cpu", &video).await;
+    live_backend("webgpu", &video).await;
 }

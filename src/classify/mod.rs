@@ -25,6 +25,10 @@ pub struct ModelManifest {
     /// How faces are cut out of frames for this model.
     pub crop: CropConfig,
     pub width: f64,
+    /// Average the probabilities of the crop and its mirror image (test-time augmentation:
+    /// twice the classifier's cost, steadier predictions).
+    #[serde(default)]
+    pub flip_average: bool,
     /// Free-form provenance: training data and licences, seed, command to reproduce, metrics.
     #[serde(default)]
     pub info: serde_json::Map<String, serde_json::Value>,
@@ -118,7 +122,15 @@ impl ExpressionClassifier {
             TensorData::new(Self::input(&self.manifest, crops)?, [crops.len(), 1, s, s]),
             &self.device,
         );
-        let probs = burn::tensor::activation::softmax(self.net.forward(x), 1);
+        let probs = if self.manifest.flip_average {
+            // One batch of 2N: the crops, then their mirror images.
+            let n = crops.len();
+            let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+            let p = burn::tensor::activation::softmax(self.net.forward(both), 1);
+            (p.clone().narrow(0, 0, n) + p.narrow(0, n, n)) / 2.0
+        } else {
+            burn::tensor::activation::softmax(self.net.forward(x), 1)
+        };
         let data = probs.into_data_async().await.map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;
         let flat: Vec<f32> =
             data.convert::<f32>().try_into_vec().map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;

@@ -112,6 +112,14 @@ impl MaxPoolConfig2 {
 }
 
 impl ExpressionNet {
+    /// The same network with a fresh, randomly initialised classification head of `num_classes`
+    /// outputs: fine-tuning a trained feature extractor on another label set.
+    pub fn with_fresh_head(mut self, num_classes: usize, device: &Device) -> Self {
+        let features = self.head.weight.dims()[0];
+        self.head = LinearConfig::new(features, num_classes).init(device);
+        self
+    }
+
     /// `[N, 1, 48, 48]` normalised gray crops → logits `[N, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.stem2.forward(self.stem1.forward(x));

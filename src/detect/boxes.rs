@@ -25,6 +25,19 @@ pub enum Overlap {
     Min,
 }
 
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes (0 for disjoint or degenerate boxes).
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
 /// Greedy non-maximum suppression: returns the indices kept, best score first. A box is dropped
 /// when its overlap with a kept box is above `threshold`.
 pub fn nms(boxes: &[Candidate], threshold: f32, overlap: Overlap) -> Vec<usize> {

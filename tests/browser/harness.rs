@@ -177,6 +177,12 @@ impl Harness {
         path
     }
 
+    /// Requests seen so far (own and foreign).
+    pub fn request_count(&self) -> usize {
+        let log = self.log.lock().unwrap();
+        log.own.len() + log.foreign.len()
+    }
+
     /// Asserts that the page requested nothing but the app's own files, all found.
     pub fn assert_private(&self) {
         let log = self.log.lock().unwrap();

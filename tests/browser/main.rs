@@ -60,6 +60,14 @@ async fn assert_self_test_passes(h: &Harness) {
     eprintln!("self-test in the browser: {result}");
 }
 
+/// The most probable emotion of face `i` in a worker reply.
+fn top_emotion(reply: &Value, i: usize) -> String {
+    let probs: Vec<f64> =
+        reply["faces"][i]["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
+    let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap();
+    reply["labels"][best].as_str().unwrap().to_string()
+}
+
 fn card<'a>(cards: &'a [Value], name: &str) -> &'a Value {
     cards.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no card for {name}: {cards:?}"))
 }
@@ -92,7 +100,7 @@ fn assert_matches_native(file: &PathBuf, card: &Value, box_iou: f32) {
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn photos_on_the_cpu_path_match_native_detection() {
     let h = Harness::start(&dist(), &[]).await;
-    h.open("/?backend=cpu").await;
+    h.open("/?backend=cpu#/photos").await;
     assert_eq!(wait_ready(&h).await, "CPU");
     assert_self_test_passes(&h).await;
     let files: Vec<PathBuf> = [
@@ -113,6 +121,15 @@ async fn photos_on_the_cpu_path_match_native_detection() {
         assert_matches_native(f, card(&cards, &f.file_name().unwrap().to_string_lossy()), 0.95);
     }
     assert!(card(&cards, "apollo11_crew.jpg")["text"].as_str().unwrap().contains("3 faces"));
+    // Every face is classified with the shipped model, and the broad smile reads as happiness.
+    let astronaut: Value =
+        serde_json::from_str(card(&cards, "astronaut_eileen_collins.png")["result"].as_str().unwrap()).unwrap();
+    assert_eq!(astronaut["labels"].as_array().map(|l| l.len()), Some(7), "{astronaut}");
+    assert_eq!(top_emotion(&astronaut, 0), "happiness", "{astronaut}");
+    let emotions = h
+        .eval("Array.from(document.querySelectorAll('article.photo li.face-result')).map(li => li.dataset.emotion)")
+        .await;
+    assert!(emotions.as_array().unwrap().len() >= 9, "every face gets an emotion: {emotions}");
     h.screenshot("photos-cpu").await;
     h.assert_private();
     h.finish().await;
@@ -122,7 +139,7 @@ async fn photos_on_the_cpu_path_match_native_detection() {
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn photos_on_the_webgpu_path_match_native_detection() {
     let h = Harness::start(&dist(), &[]).await;
-    h.open("/?backend=webgpu").await;
+    h.open("/?backend=webgpu#/photos").await;
     // Headless Chromium with --enable-unsafe-webgpu exposes SwiftShader's WebGPU adapter.
     assert_eq!(wait_ready(&h).await, "WebGPU");
     assert_self_test_passes(&h).await;
@@ -157,7 +174,7 @@ async fn bad_files_get_a_clear_message_and_the_page_keeps_working() {
         write("huge.png", &std::fs::read(fixture("bad/huge_header_30000x30000.png")).unwrap()),
     ];
     let h = Harness::start(&dist(), &[]).await;
-    h.open("/?backend=cpu").await;
+    h.open("/?backend=cpu#/photos").await;
     wait_ready(&h).await;
     let cards = upload_and_wait(&h, &files, 120).await;
     for (name, words) in [
@@ -175,6 +192,200 @@ async fn bad_files_get_a_clear_message_and_the_page_keeps_working() {
     let good = fixture("faces/bryan_codait_tiny.png");
     let cards = upload_and_wait(&h, std::slice::from_ref(&good), 120).await;
     assert_matches_native(&good, card(&cards, "bryan_codait_tiny.png"), 0.95);
+    h.assert_private();
+    h.finish().await;
+}
+
+/// A y4m video of a fixture photo, for Chromium's fake camera.
+fn fake_camera_video(dir: &TempDir, photo: &str) -> PathBuf {
+    let out = dir.0.join("camera.y4m");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-loop", "1", "-i"])
+        .arg(fixture(photo))
+        .args(["-vf", "scale=480:480,pad=640:480:80:0", "-r", "10", "-t", "3", "-pix_fmt", "yuv420p"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg not found: cargo xtask setup installs it");
+    assert!(status.success(), "ffmpeg failed");
+    out
+}
+
+fn camera_args(video: &std::path::Path) -> Vec<String> {
+    vec![
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", video.display()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn live_camera_finds_and_classifies_a_smiling_face() {
+    let dir = TempDir::new("camera");
+    let video = fake_camera_video(&dir, "faces/astronaut_eileen_collins.png");
+    let h = Harness::start(&dist(), &camera_args(&video)).await;
+    h.open("/?backend=cpu#/live").await;
+    assert_eq!(wait_ready(&h).await, "CPU");
+    h.wait_for("#camera-start", 30).await.click().await.unwrap();
+    let stats = || h.eval("Object.assign({}, document.querySelector('#live-stats').dataset)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let s = stats().await;
+        if s["frames"].as_str().unwrap_or("0").parse::<u64>().unwrap_or(0) >= 5 && s["faces"] == "1" {
+            break;
+        }
+        let state = h.eval("document.querySelector('#camera-state').innerText").await;
+        assert!(std::time::Instant::now() < deadline, "no classified frames after 120 s: {s} / {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let requests_before = h.request_count();
+    // Ten seconds of live classification.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let s = stats().await;
+    eprintln!("live after 10 s: {s}");
+    assert_eq!(s["faces"], "1", "{s}");
+    assert_eq!(s["emotion"], "happiness", "the broad smile must read as happiness: {s}");
+    let fps: f64 = s["fps"].as_str().unwrap().parse().unwrap();
+    assert!(fps > 0.5, "the live loop stalled: {s}");
+    assert_eq!(h.eval("document.querySelectorAll('.stage svg g.face').length").await, 1);
+    h.screenshot("live-cpu").await;
+    assert_eq!(h.request_count(), requests_before, "the page fetched something while streaming");
+    h.assert_private();
+    // Stop, and the camera is released.
+    h.wait_for("#camera-stop", 10).await.click().await.unwrap();
+    h.wait_for("#camera-state[data-state='off']", 10).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn live_page_without_a_camera_says_so_and_keeps_working() {
+    // No fake device: headless Chromium has no camera at all.
+    let h = Harness::start(&dist(), &["--use-fake-ui-for-media-stream".to_string()]).await;
+    h.open("/?backend=cpu#/live").await;
+    wait_ready(&h).await;
+    h.wait_for("#camera-start", 30).await.click().await.unwrap();
+    h.wait_for("#camera-state[data-state='failed']", 30).await;
+    let text = h.eval("document.querySelector('#camera-state').innerText").await;
+    let text = text.as_str().unwrap();
+    assert!(text.contains("camera"), "{text}");
+    assert!(
+        h.eval("!!document.querySelector('#camera-start')").await.as_bool().unwrap(),
+        "a restart button is offered"
+    );
+    h.screenshot("live-no-camera").await;
+    // The rest of the app still works.
+    h.open("/?backend=cpu#/photos").await;
+    wait_ready(&h).await;
+    let good = fixture("faces/bryan_codait_tiny.png");
+    let cards = upload_and_wait(&h, std::slice::from_ref(&good), 120).await;
+    assert_matches_native(&good, card(&cards, "bryan_codait_tiny.png"), 0.95);
+    h.assert_private();
+    h.finish().await;
+}
+
+fn report(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports").join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/dashboard").await;
+    for (id, file) in [("#shipped", "fer2013_publictest.json"), ("#ck-shipped", "ckplus_shipped.json")] {
+        let r = report(file);
+        let el = h.wait_for(&format!("{id}[data-accuracy]"), 60).await;
+        let shown = el.attr("data-accuracy").await.unwrap().unwrap();
+        assert_eq!(shown, format!("{:.6}", r["accuracy"].as_f64().unwrap()), "{id} accuracy");
+        // The matrix cells and the per-class table are the report's, in order.
+        let cells = h
+            .eval(&format!("Array.from(document.querySelectorAll('{id} table.confusion td.cell')).map(td => Number(td.dataset.count))"))
+            .await;
+        let want: Vec<u64> = r["confusion_matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
+            .collect();
+        assert_eq!(cells, serde_json::json!(want), "{id} confusion matrix");
+        let recalls = h
+            .eval(&format!("Array.from(document.querySelectorAll('{id} table.per-class tbody tr')).map(tr => [tr.dataset.label, tr.children[2].innerText])"))
+            .await;
+        for row in recalls.as_array().unwrap() {
+            let label = row[0].as_str().unwrap();
+            assert_eq!(
+                row[1].as_str().unwrap(),
+                format!("{:.3}", r["per_class"][label]["recall"].as_f64().unwrap()),
+                "{id} {label}"
+            );
+        }
+    }
+    let cv = report("ckplus_cv.json");
+    let el = h.wait_for("#cv[data-mean]", 60).await;
+    assert_eq!(el.attr("data-mean").await.unwrap().unwrap(), format!("{:.6}", cv["accuracy_mean"].as_f64().unwrap()));
+    assert_eq!(el.attr("data-std").await.unwrap().unwrap(), format!("{:.6}", cv["accuracy_std"].as_f64().unwrap()));
+    let folds = h.eval("Array.from(document.querySelectorAll('#cv tr.fold')).map(tr => tr.dataset.accuracy)").await;
+    let want: Vec<String> =
+        cv["folds"].as_array().unwrap().iter().map(|f| format!("{:.6}", f["accuracy"].as_f64().unwrap())).collect();
+    assert_eq!(folds, serde_json::json!(want));
+    h.wait_for("#model-card", 30).await;
+    h.wait_for("#curves", 30).await;
+    h.screenshot("dashboard").await;
+    h.assert_private();
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn own_photos_evaluation_matches_the_trainer() {
+    // The same photos as a class-folder dataset (for the trainer) and as labelled file names (for the page).
+    let dir = TempDir::new("own-photos");
+    let set = [
+        ("happy", "faces/astronaut_eileen_collins.png"),
+        ("happy", "faces/obama_portrait_small.jpg"),
+        ("happy", "faces/chris_pratt.jpg"),
+        ("neutral", "faces/grace_hopper.jpg"),
+        ("neutral", "faces/biden_blue_room.jpg"),
+        ("neutral", "faces/luciano_codait.png"),
+    ];
+    let mut uploads = Vec::new();
+    for (label, f) in set {
+        let name = format!("{label}_{}", fixture(f).file_name().unwrap().to_string_lossy());
+        let class_dir = dir.0.join("dataset").join(label);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        std::fs::copy(fixture(f), class_dir.join(&name)).unwrap();
+        let flat = dir.0.join("flat");
+        std::fs::create_dir_all(&flat).unwrap();
+        std::fs::copy(fixture(f), flat.join(&name)).unwrap();
+        uploads.push(flat.join(&name).display().to_string());
+    }
+    let report_path = dir.0.join("trainer.json");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["run", "-q", "-p", "mien-trainer", "--", "evaluate", "--data"])
+        .arg(dir.0.join("dataset"))
+        .arg("--report")
+        .arg(&report_path)
+        .env("MIEN_CACHE", dir.0.join("cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "trainer: {}", String::from_utf8_lossy(&out.stderr));
+    let trainer: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/dashboard").await;
+    wait_ready(&h).await;
+    let input = h.wait_for("#own-files", 30).await;
+    input.send_keys(&uploads.join("\n")).await.unwrap();
+    let el = h.wait_for("#own-result", 300).await;
+    let matrix: Value = serde_json::from_str(&el.attr("data-matrix").await.unwrap().unwrap()).unwrap();
+    let labels: Value = serde_json::from_str(&el.attr("data-labels").await.unwrap().unwrap()).unwrap();
+    eprintln!("own photos: browser {matrix} vs trainer {}", trainer["confusion_matrix"]);
+    assert_eq!(labels, trainer["labels"]);
+    assert_eq!(matrix, trainer["confusion_matrix"]);
+    h.screenshot("dashboard-own-photos").await;
     h.assert_private();
     h.finish().await;
 }

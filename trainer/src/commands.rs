@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mien::align::CropConfig;
+use mien::align::FaceCrop;
 use mien::burn::prelude::Device;
-use mien::classify::{ModelManifest, MANIFEST_SCHEMA_VERSION};
+use mien::classify::{ExpressionClassifier, ModelManifest, MANIFEST_SCHEMA_VERSION};
 use mien::metrics::{ConfusionMatrix, Report};
 use mien::Emotion;
 
@@ -13,7 +14,7 @@ use crate::crops::crops_of;
 use crate::cv::{cross_validate, summarise};
 use crate::datasets::{self, Dataset};
 use crate::detect::detector;
-use crate::train::{evaluate, load_weights, train, Example, TrainConfig};
+use crate::train::{train, Example, TrainConfig};
 
 /// Examples, the subject of each, and the label list.
 pub type Examples = (Vec<Example>, Vec<Option<String>>, Vec<Emotion>);
@@ -22,7 +23,9 @@ pub type Examples = (Vec<Example>, Vec<Option<String>>, Vec<Emotion>);
 /// emotions present). Unusable images are skipped and counted, never fatal.
 pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<Examples> {
     let labels = dataset.labels();
-    let needs_detector = dataset.layout == datasets::Layout::CkPlusOfficial;
+    // Full frames (the CK+ official layout, or photos in class folders) need the detector; images
+    // no larger than a face crop are used as they are.
+    let needs_detector = dataset.samples.iter().any(|s| matches!(s.pixels, datasets::Pixels::File(_)));
     let det = if needs_detector { Some(detector(20.0)?) } else { None };
     let cache = crop_cache_dir();
     let crops = crops_of(&dataset.samples, crop, det.as_ref(), Some(&cache));
@@ -148,6 +151,15 @@ fn cv_report(
     report.meta.insert("folds_requested".into(), k.into());
     report.meta.insert("complete".into(), (folds.len() == k).into());
     report.meta.insert("wall_seconds".into(), seconds.into());
+    report.meta.insert(
+        "reproduce".into(),
+        format!(
+            "cargo run --release -p mien-trainer -- cv --data {} --folds {k} --report <file>{}",
+            dataset.root.display(),
+            train_args(cfg)
+        )
+        .into(),
+    );
     let mut value = serde_json::to_value(&report)?;
     value["folds"] = serde_json::to_value(folds)?;
     value["accuracy_mean"] = summary.accuracy_mean.into();
@@ -211,7 +223,6 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
-    let names = label_names(&labels);
     // Validation: 10% of subjects (or samples), never the dataset's test splits.
     let folds = crate::cv::subject_folds(&subjects, 10, cfg.seed);
     let (mut tr, mut val) = (Vec::new(), Vec::new());
@@ -225,62 +236,251 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     eprintln!("training on {} images, validating on {}", tr.len(), val.len());
     std::fs::create_dir_all(out)?;
     let trained = train(&tr, &val, labels.len(), cfg, Some(&out.join("checkpoints")), resume, false)?;
+    write_model(out, &trained.net, cfg, &labels, &trained.history, &dataset, tr.len())
+}
+
+/// The command line that reproduces a training run with `cfg` on `data`.
+fn reproduce_command(data: &Path, cfg: &TrainConfig, out: &Path) -> String {
+    format!(
+        "cargo run --release -p mien-trainer -- train --data {} --out {}{}",
+        data.display(),
+        out.display(),
+        train_args(cfg)
+    )
+}
+
+/// The training options on the command line that give `cfg` (those that differ from the defaults).
+fn train_args(cfg: &TrainConfig) -> String {
+    let d = TrainConfig::default();
+    let mut cmd = String::new();
+    if cfg.epochs != d.epochs {
+        cmd += &format!(" --epochs {}", cfg.epochs);
+    }
+    if cfg.patience != d.patience {
+        cmd += &format!(" --patience {}", cfg.patience);
+    }
+    if cfg.lr != d.lr {
+        cmd += &format!(" --lr {}", cfg.lr);
+    }
+    if cfg.width != d.width {
+        cmd += &format!(" --width {}", cfg.width);
+    }
+    if cfg.dropout != d.dropout {
+        cmd += &format!(" --dropout {}", cfg.dropout);
+    }
+    if cfg.augment != d.augment {
+        cmd += &format!(" --augment {}", cfg.augment);
+    }
+    if cfg.batch_size != d.batch_size {
+        cmd += &format!(" --batch-size {}", cfg.batch_size);
+    }
+    if cfg.label_smoothing != d.label_smoothing {
+        cmd += &format!(" --label-smoothing {}", cfg.label_smoothing);
+    }
+    if !cfg.class_weights {
+        cmd += " --no-class-weights";
+    }
+    if let Some(init) = &cfg.init {
+        cmd += &format!(" --init {init}");
+    }
+    if cfg.seed != d.seed {
+        cmd += &format!(" --seed {}", cfg.seed);
+    }
+    cmd
+}
+
+/// Writes a model folder: `classifier.safetensors` and a `manifest.json` that says everything
+/// needed to use the weights as trained, and where they came from.
+pub fn write_model(
+    out: &Path,
+    net: &mien::classify::ExpressionNet,
+    cfg: &TrainConfig,
+    labels: &[Emotion],
+    history: &[crate::train::EpochStats],
+    dataset: &Dataset,
+    train_images: usize,
+) -> Result<()> {
+    use mien::burn::module::Module;
+    std::fs::create_dir_all(out)?;
     let weights = out.join("classifier.safetensors");
-    let mut store = burn_store::SafetensorsStore::from_file(&weights).overwrite(true);
-    burn_store::ModuleSnapshot::save_into(&trained.net, &mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = out.join("classifier.safetensors.tmp");
+    let mut store = burn_store::SafetensorsStore::from_file(&tmp).overwrite(true);
+    burn_store::ModuleSnapshot::save_into(net, &mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::rename(&tmp, &weights)?;
+    let bytes = std::fs::metadata(&weights)?.len();
+    let fer = matches!(dataset.layout, datasets::Layout::Fer2013Csv | datasets::Layout::Fer2013Folders);
+    let mut counts = serde_json::Map::new();
+    for (label, n) in dataset.counts() {
+        counts.insert(label.name().into(), n.into());
+    }
     let mut info = serde_json::Map::new();
-    info.insert("dataset".into(), data.display().to_string().into());
+    info.insert("dataset".into(), dataset.root.display().to_string().into());
+    info.insert("layout".into(), dataset.layout.to_string().into());
+    info.insert(
+        "training_data".into(),
+        if fer {
+            format!("FER2013 train ({train_images} images for training, a seeded 10% held out for validation); PublicTest never used for training or model selection")
+        } else {
+            format!("{} ({train_images} images for training)", dataset.root.display())
+        }
+        .into(),
+    );
+    info.insert(
+        "licences".into(),
+        if fer {
+            "FER2013: research use only (Kaggle / ICML 2013 challenge); the weights are a research artefact and inherit that restriction"
+        } else {
+            "see the dataset's own licence"
+        }
+        .into(),
+    );
+    info.insert(
+        "architecture".into(),
+        format!(
+            "ExpressionNet width {}: strided conv stem, 5 depthwise-separable blocks with batch norm, global average pooling, linear head",
+            cfg.width
+        )
+        .into(),
+    );
+    info.insert("parameters".into(), net.num_params().into());
+    info.insert("weights_bytes".into(), bytes.into());
+    info.insert("train_counts".into(), counts.into());
+    info.insert("reproduce".into(), reproduce_command(&dataset.root, cfg, out).into());
+    info.insert(
+        "weaknesses".into(),
+        "Trained on 48×48 gray FER2013 crops: faces far from frontal, strong side light, and the rare classes \
+         (disgust: 1.5% of training images; fear) are recognised worst. Expressions are posed or spontaneous \
+         internet photos; labels are one annotator's reading. No contempt class."
+            .into(),
+    );
     info.insert("train_config".into(), serde_json::to_value(cfg)?);
-    info.insert("history".into(), serde_json::to_value(&trained.history)?);
+    info.insert("history".into(), serde_json::to_value(history)?);
+    let mut crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
+    // Keep a crop margin already tuned for this folder (`crop-check --tune`).
+    let manifest_path = out.join("manifest.json");
+    if let Ok(old) = std::fs::read(&manifest_path)
+        .map_err(|_| ())
+        .and_then(|b| serde_json::from_slice::<ModelManifest>(&b).map_err(|_| ()))
+    {
+        if old.input_size == cfg.input_size {
+            crop = old.crop;
+            if let Some(t) = old.info.get("crop_tuning") {
+                info.insert("crop_tuning".into(), t.clone());
+            }
+        }
+    }
     let manifest = ModelManifest {
         schema_version: MANIFEST_SCHEMA_VERSION,
-        labels,
+        labels: labels.to_vec(),
         input_size: cfg.input_size,
         mean: cfg.mean,
         std: cfg.std,
         crop,
         width: cfg.width,
+        flip_average: true,
         info,
     };
-    std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
-    eprintln!("model written to {} ({} labels: {:?})", out.display(), names.len(), names);
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
+    eprintln!(
+        "model written to {} ({} labels: {:?}, {} bytes of weights)",
+        out.display(),
+        labels.len(),
+        label_names(labels),
+        bytes
+    );
     Ok(())
 }
 
-/// Evaluates a saved model folder on a dataset (its test split if it has one).
-pub fn evaluate_model(model: &Path, data: &Path, report: &Path) -> Result<()> {
-    let manifest: ModelManifest = serde_json::from_slice(
-        &std::fs::read(model.join("manifest.json"))
-            .with_context(|| format!("reading {}/manifest.json", model.display()))?,
-    )?;
-    let cfg: TrainConfig =
-        manifest.info.get("train_config").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or(TrainConfig {
-            width: manifest.width,
-            input_size: manifest.input_size,
-            mean: manifest.mean,
-            std: manifest.std,
-            ..TrainConfig::default()
-        });
-    let net = load_weights(&model.join("classifier.safetensors"), &cfg, manifest.labels.len(), &Device::flex())?;
-    let mut dataset = open_dataset(data)?;
+/// Writes a model folder from the best checkpoint of a (possibly unfinished) training run.
+pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
+    let dataset = open_dataset(data)?;
+    let (cfg, num_classes, history) = crate::train::read_checkpoint(checkpoints)?;
+    let labels = dataset.labels();
+    anyhow::ensure!(
+        labels.len() == num_classes,
+        "{} has {} labels but the checkpoint has {num_classes} outputs",
+        data.display(),
+        labels.len()
+    );
+    let net = crate::train::load_weights(&checkpoints.join("best.safetensors"), &cfg, num_classes, &Device::flex())?;
+    let train_images =
+        (dataset.samples.iter().filter(|s| s.usage.as_deref().is_none_or(|u| u == "Training")).count() * 9) / 10;
+    write_model(out, &net, &cfg, &labels, &history, &dataset, train_images)
+}
+
+/// The model folder the web app ships (`assets/model` of this repository).
+pub fn shipped_model_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/model")
+}
+
+/// Loads a model folder (`manifest.json` + `classifier.safetensors`) onto the CPU backend.
+pub fn load_classifier(model: &Path) -> Result<ExpressionClassifier> {
+    let manifest = std::fs::read(model.join("manifest.json")).with_context(|| {
+        format!(
+            "reading {}/manifest.json (a model folder holds manifest.json and classifier.safetensors)",
+            model.display()
+        )
+    })?;
+    let weights = std::fs::read(model.join("classifier.safetensors"))
+        .with_context(|| format!("reading {}/classifier.safetensors", model.display()))?;
+    ExpressionClassifier::load(&manifest, &weights, &Device::flex())
+        .with_context(|| format!("loading the model in {}", model.display()))
+}
+
+/// Confusion matrix of a classifier on crops, through the same code the browser runs
+/// (normalisation and test-time flip from the manifest).
+pub fn evaluate_classifier(classifier: &ExpressionClassifier, examples: &[Example]) -> Result<ConfusionMatrix> {
+    let manifest = classifier.manifest();
+    let mut m = ConfusionMatrix::new(label_names(&manifest.labels));
+    for chunk in examples.chunks(256) {
+        let crops: Vec<FaceCrop> =
+            chunk.iter().map(|e| FaceCrop { size: manifest.input_size, pixels: e.pixels.clone() }).collect();
+        let refs: Vec<&FaceCrop> = crops.iter().collect();
+        let probs = classifier.classify(&refs)?;
+        for (p, e) in probs.iter().zip(chunk) {
+            m.add(e.label, argmax(p));
+        }
+    }
+    Ok(m)
+}
+
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+}
+
+/// The samples of `dataset` a hold-out evaluation uses: its PublicTest split where it has one
+/// (FER2013), else all of it; only labels the model knows. Labels are re-indexed to the model's order.
+pub fn holdout_examples(dataset: &mut Dataset, manifest: &ModelManifest) -> Result<Vec<Example>> {
     if dataset.samples.iter().any(|s| s.usage.as_deref() == Some("PublicTest")) {
         dataset.samples.retain(|s| s.usage.as_deref() == Some("PublicTest"));
         eprintln!("evaluating on the PublicTest split: {} images", dataset.samples.len());
     }
-    // Map dataset labels onto the model's label order; samples of labels the model lacks are skipped.
+    let before = dataset.samples.len();
     dataset.samples.retain(|s| manifest.labels.contains(&s.label));
-    let (examples, _, labels) = examples_of(&dataset, &manifest.crop)?;
-    let examples: Vec<Example> = examples
+    if dataset.samples.len() < before {
+        eprintln!("{} images of labels the model does not have are left out", before - dataset.samples.len());
+    }
+    let (examples, _, labels) = examples_of(dataset, &manifest.crop)?;
+    Ok(examples
         .into_iter()
         .map(|e| Example { label: manifest.labels.iter().position(|l| *l == labels[e.label]).unwrap_or(0), ..e })
-        .collect();
-    let names = label_names(&manifest.labels);
-    let m = evaluate(&net, &examples, &cfg, &names);
+        .collect())
+}
+
+/// Evaluates a saved model folder (default: the shipped one) on a dataset (its test split if it has one).
+pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path) -> Result<()> {
+    let model = model.map(Path::to_path_buf).unwrap_or_else(shipped_model_dir);
+    let classifier = load_classifier(&model)?;
+    let mut dataset = open_dataset(data)?;
+    let examples = holdout_examples(&mut dataset, classifier.manifest())?;
+    let m = evaluate_classifier(&classifier, &examples)?;
     print_report("hold-out evaluation", &m);
     let mut r = Report::from_confusion(&m);
     r.meta.insert("kind".into(), "hold_out".into());
     r.meta.insert("model".into(), model.display().to_string().into());
     r.meta.insert("dataset".into(), data.display().to_string().into());
+    r.meta.insert("layout".into(), dataset.layout.to_string().into());
+    r.meta.insert("flip_average".into(), classifier.manifest().flip_average.into());
     write_report(report, &serde_json::to_value(&r)?)
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use mien_trainer::train::TrainConfig;
-use mien_trainer::{bench, commands, detect};
+use mien_trainer::{bench, commands, cropcheck, detect};
 
 #[derive(Parser)]
 #[command(name = "mien-trainer", version, about = "mien's native tools: detect faces, benchmark, train and evaluate")]
@@ -58,14 +58,44 @@ enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
+    /// Write a model folder from the best checkpoint of a training run (finished or not).
+    Export {
+        /// The dataset the run trained on (for its label list and composition).
+        #[arg(long)]
+        data: PathBuf,
+        /// The run's checkpoints folder (`<train --out>/checkpoints`).
+        #[arg(long)]
+        checkpoints: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Evaluate a saved model on a dataset (its test split, where it has one).
     Evaluate {
-        /// Model folder (classifier.safetensors + manifest.json).
+        /// Model folder (classifier.safetensors + manifest.json); default: the model the web app ships.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(long)]
         data: PathBuf,
         #[arg(long, default_value = "reports/evaluate.json")]
+        report: PathBuf,
+    },
+    /// Check that detection + aligned crop gives the model what dataset crops gave it (dataset
+    /// crops pasted into larger frames); --tune picks the crop margin on training images first.
+    CropCheck {
+        /// Model folder; default: the model the web app ships.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        data: PathBuf,
+        /// Images to use (a seeded sample).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Choose the margin on the training split and write it into the model's manifest.
+        #[arg(long)]
+        tune: bool,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "reports/crop_check.json")]
         report: PathBuf,
     },
     /// Time face detection on a 640×480 frame with one face (median of N runs after warm-up).
@@ -83,6 +113,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect { images, min_face, json } => detect::run(&images, min_face, json),
+        Command::CropCheck { model, data, limit, tune, seed, report } => {
+            let model = model.unwrap_or_else(commands::shipped_model_dir);
+            cropcheck::run(&model, &data, limit, tune, seed, &report).map(|_| ExitCode::SUCCESS)
+        }
         Command::BenchDetect { runs, image } => bench::run(runs, image),
         Command::Cv { data, folds, report, resume, train } => {
             commands::cv(&data, folds, &train.config(seed_of(&train)), &report, resume).map(|_| ExitCode::SUCCESS)
@@ -90,8 +124,11 @@ fn main() -> ExitCode {
         Command::Train { data, out, resume, train } => {
             commands::train_model(&data, &train.config(seed_of(&train)), &out, resume).map(|_| ExitCode::SUCCESS)
         }
+        Command::Export { data, checkpoints, out } => {
+            commands::export_model(&data, &checkpoints, &out).map(|_| ExitCode::SUCCESS)
+        }
         Command::Evaluate { model, data, report } => {
-            commands::evaluate_model(&model, &data, &report).map(|_| ExitCode::SUCCESS)
+            commands::evaluate_model(model.as_deref(), &data, &report).map(|_| ExitCode::SUCCESS)
         }
     };
     match result {
@@ -121,6 +158,17 @@ struct TrainArgs {
     augment: Option<f32>,
     #[arg(long)]
     patience: Option<usize>,
+    /// Label smoothing of the cross-entropy target, 0 to 1.
+    #[arg(long)]
+    label_smoothing: Option<f32>,
+    /// Do not weight classes by inverse frequency (better plain accuracy on imbalanced data such
+    /// as FER2013, worse recall on its rare classes).
+    #[arg(long)]
+    no_class_weights: bool,
+    /// Fine-tune: start from the trained layers of this model folder (e.g. assets/model, the
+    /// FER2013 model) with a fresh classification head.
+    #[arg(long)]
+    init: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
@@ -140,6 +188,9 @@ impl TrainArgs {
             dropout: self.dropout.unwrap_or(d.dropout),
             augment: self.augment.unwrap_or(d.augment),
             patience: self.patience.unwrap_or(d.patience),
+            label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            class_weights: d.class_weights && !self.no_class_weights,
+            init: self.init.as_ref().map(|p| p.display().to_string()),
             seed,
             ..d
         }

@@ -44,6 +44,9 @@ pub struct TrainConfig {
     pub input_size: u32,
     pub mean: f32,
     pub std: f32,
+    /// Start from the feature extractor of this model folder (fine-tuning) instead of random weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +66,7 @@ impl Default for TrainConfig {
             input_size: 48,
             mean: 0.5,
             std: 0.25,
+            init: None,
         }
     }
 }
@@ -87,6 +91,15 @@ struct CheckpointState {
     best_val: Option<f64>,
     best_epoch: usize,
     history: Vec<EpochStats>,
+}
+
+/// The settings, output count and epoch history of a checkpoint folder.
+pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats>)> {
+    let path = dir.join("state.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let state: CheckpointState =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a mien checkpoint state", path.display()))?;
+    Ok((state.config, state.num_classes, state.history))
 }
 
 pub struct Trained {
@@ -164,6 +177,26 @@ pub fn load_weights(path: &Path, cfg: &TrainConfig, num_classes: usize, device: 
     Ok(net)
 }
 
+/// A network with the trained layers of the model folder `dir` and a fresh head.
+fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
+    let manifest: mien::ModelManifest = serde_json::from_slice(
+        &std::fs::read(dir.join("manifest.json"))
+            .with_context(|| format!("reading {}/manifest.json", dir.display()))?,
+    )
+    .with_context(|| format!("{}/manifest.json is not a model manifest", dir.display()))?;
+    anyhow::ensure!(
+        manifest.width == cfg.width && manifest.input_size == cfg.input_size,
+        "the model in {} has width {} and input {} but this run asks for width {} and input {}",
+        dir.display(),
+        manifest.width,
+        manifest.input_size,
+        cfg.width,
+        cfg.input_size
+    );
+    let net = load_weights(&dir.join("classifier.safetensors"), cfg, manifest.labels.len(), device)?;
+    Ok(net.with_fresh_head(num_classes, device))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
@@ -186,7 +219,10 @@ pub fn train(
     anyhow::ensure!(!train.is_empty(), "no training examples");
     let device = device();
     device.seed(cfg.seed);
-    let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(&device);
+    let mut net = match &cfg.init {
+        Some(dir) => init_from(Path::new(dir), cfg, num_classes, &device)?,
+        None => ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(&device),
+    };
     let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
     let mut state = CheckpointState {
         config: cfg.clone(),

@@ -1,7 +1,8 @@
 //! The page's side of the inference worker: spawning it, queueing jobs until it is ready,
-//! transferring image bytes without copies, and turning its replies into [`WorkerEvent`]s.
+//! transferring pixels without copies, and routing each reply to the callback of its job.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, ArrayBuffer, Object, Reflect};
@@ -12,24 +13,27 @@ use yew::Callback;
 
 use crate::worker::DetectReply;
 
-/// Something the worker said (or did).
+/// The answer to one job.
+pub type Reply = Result<DetectReply, String>;
+
+/// Something the worker said (or did), other than job answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerEvent {
     /// Models loaded and warmed up on `backend`; `note` explains a fallback, if any.
     Ready { backend: String, note: String },
     /// The worker could not start (weights missing, ...).
     Fatal(String),
-    /// The answer for job `id`.
-    Result { id: u32, reply: Result<DetectReply, String> },
     /// Self-test result: JSON of `mien::detect::selftest::SelfTest`, or an error.
     SelfTest(Result<String, String>),
-    /// The worker died (an uncaught error); pending jobs are lost.
+    /// The worker died (an uncaught error); its pending jobs were answered with an error.
     Crashed(String),
 }
 
 struct Inner {
     ready: bool,
-    queue: Vec<(Object, ArrayBuffer)>,
+    queue: Vec<(Object, Option<ArrayBuffer>)>,
+    pending: HashMap<u32, Callback<Reply>>,
+    next_id: u32,
 }
 
 /// A running inference worker. Dropping it terminates the worker.
@@ -56,7 +60,8 @@ impl InferenceWorker {
         options.set_type(WorkerType::Module);
         let worker = Worker::new_with_options("./worker.js", &options)
             .map_err(|e| format!("this browser cannot start the inference worker: {e:?}"))?;
-        let inner = Rc::new(RefCell::new(Inner { ready: false, queue: Vec::new() }));
+        let inner =
+            Rc::new(RefCell::new(Inner { ready: false, queue: Vec::new(), pending: HashMap::new(), next_id: 0 }));
 
         let on_message = {
             let inner = inner.clone();
@@ -72,7 +77,7 @@ impl InferenceWorker {
                             std::mem::take(&mut inner.queue)
                         };
                         for (msg, buf) in queued {
-                            let _ = worker.post_message_with_transfer(&msg, &Array::of1(&buf));
+                            post(&worker, &msg, buf.as_ref());
                         }
                         on_event.emit(WorkerEvent::Ready {
                             backend: get(&data, "backend").as_string().unwrap_or_default(),
@@ -85,7 +90,10 @@ impl InferenceWorker {
                     Some("result") => {
                         let id = get(&data, "id").as_f64().unwrap_or(-1.0) as u32;
                         let json = get(&data, "json").as_string().unwrap_or_default();
-                        on_event.emit(WorkerEvent::Result { id, reply: parse_reply(&json) });
+                        let done = inner.borrow_mut().pending.remove(&id);
+                        if let Some(done) = done {
+                            done.emit(parse_reply(&json));
+                        }
                     }
                     Some("selftest") => {
                         let json = get(&data, "json").as_string().unwrap_or_default();
@@ -104,8 +112,14 @@ impl InferenceWorker {
 
         let on_error = {
             let on_event = on_event.clone();
+            let inner = inner.clone();
             Closure::<dyn FnMut(ErrorEvent)>::new(move |ev: ErrorEvent| {
                 ev.prevent_default();
+                let why = format!("the inference worker crashed ({})", ev.message());
+                let pending: Vec<_> = inner.borrow_mut().pending.drain().collect();
+                for (_, done) in pending {
+                    done.emit(Err(why.clone()));
+                }
                 on_event.emit(WorkerEvent::Crashed(ev.message()));
             })
         };
@@ -121,23 +135,38 @@ impl InferenceWorker {
         Ok(InferenceWorker { worker, inner, _on_message: on_message, _on_error: on_error })
     }
 
-    /// Queues detection of the image in `bytes` (transferred, not copied) as job `id`.
-    pub fn detect(&self, id: u32, bytes: ArrayBuffer, min_face: f64) {
-        let msg = Object::new();
+    fn submit(&self, msg: Object, buffer: ArrayBuffer, done: Callback<Reply>) {
+        let mut inner = self.inner.borrow_mut();
+        inner.next_id = inner.next_id.wrapping_add(1);
+        let id = inner.next_id;
         set(&msg, "type", &"detect".into());
         set(&msg, "id", &JsValue::from(id));
-        set(&msg, "bytes", &bytes);
-        set(&msg, "minFace", &JsValue::from(min_face));
-        let mut inner = self.inner.borrow_mut();
+        inner.pending.insert(id, done);
         if inner.ready {
-            let _ = self.worker.post_message_with_transfer(&msg, &Array::of1(&bytes));
+            post(&self.worker, &msg, Some(&buffer));
         } else {
-            inner.queue.push((msg, bytes));
+            inner.queue.push((msg, Some(buffer)));
         }
     }
-}
 
-impl InferenceWorker {
+    /// Finds and classifies the faces of an image file's bytes (transferred, not copied).
+    pub fn detect_file(&self, bytes: ArrayBuffer, min_face: f64, done: Callback<Reply>) {
+        let msg = Object::new();
+        set(&msg, "bytes", &bytes);
+        set(&msg, "minFace", &JsValue::from(min_face));
+        self.submit(msg, bytes, done);
+    }
+
+    /// Finds and classifies the faces of a video frame (RGBA pixels, transferred).
+    pub fn detect_rgba(&self, rgba: ArrayBuffer, width: u32, height: u32, min_face: f64, done: Callback<Reply>) {
+        let msg = Object::new();
+        set(&msg, "rgba", &rgba);
+        set(&msg, "width", &JsValue::from(width));
+        set(&msg, "height", &JsValue::from(height));
+        set(&msg, "minFace", &JsValue::from(min_face));
+        self.submit(msg, rgba, done);
+    }
+
     /// Asks the worker to check its networks against the reference outputs.
     pub fn self_test(&self) {
         let msg = Object::new();
@@ -146,13 +175,27 @@ impl InferenceWorker {
     }
 }
 
-impl Drop for InferenceWorker {
-    fn drop(&mut self) {
-        self.worker.terminate();
+fn post(worker: &Worker, msg: &Object, buffer: Option<&ArrayBuffer>) {
+    let result = match buffer {
+        Some(b) => worker.post_message_with_transfer(msg, &Array::of1(b)),
+        None => worker.post_message(msg),
+    };
+    if let Err(e) = result {
+        web_sys::console::error_2(&"mien: could not send a job to the worker".into(), &e);
     }
 }
 
-fn parse_reply(json: &str) -> Result<DetectReply, String> {
+impl Drop for InferenceWorker {
+    fn drop(&mut self) {
+        self.worker.terminate();
+        let pending: Vec<_> = self.inner.borrow_mut().pending.drain().collect();
+        for (_, done) in pending {
+            done.emit(Err("interrupted: the engine was restarted; try again".into()));
+        }
+    }
+}
+
+fn parse_reply(json: &str) -> Reply {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("bad reply from the worker: {e}"))?;
     if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
         return Err(err.to_string());

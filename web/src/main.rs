@@ -3,6 +3,9 @@
 
 mod app;
 mod bridge;
+mod dashboard;
+mod live;
+mod photos;
 mod worker;
 
 fn main() {
@@ -12,9 +15,33 @@ fn main() {
     if web_sys::window().is_none() {
         return;
     }
+    register_service_worker();
     if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("app")) {
         yew::Renderer::<app::App>::with_root(root).render();
     } else {
         yew::Renderer::<app::App>::new().render();
+    }
+}
+
+/// Caches the app's own files for instant reloads and offline use (see `web/sw.js`). Without
+/// service-worker support (or on a non-secure origin) the app simply runs uncached.
+fn register_service_worker() {
+    let Some(window) = web_sys::window() else { return };
+    // Through Reflect: no extra web-sys features (they would rebuild every web-sys dependant).
+    let Ok(container) = js_sys::Reflect::get(&window.navigator(), &"serviceWorker".into()) else { return };
+    if container.is_undefined() {
+        return;
+    }
+    let register = js_sys::Reflect::get(&container, &"register".into())
+        .ok()
+        .and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok());
+    if let Some(register) = register {
+        if let Ok(promise) = register.call1(&container, &"./sw.js".into()) {
+            // A refused registration (private mode, say) only means no offline cache.
+            let promise: js_sys::Promise = wasm_bindgen::JsCast::unchecked_into(promise);
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+            });
+        }
     }
 }

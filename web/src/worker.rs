@@ -4,8 +4,10 @@
 //! [`worker_handle`]. Protocol (plain JS objects):
 //! - page → worker `{type: "init", backend: "auto" | "webgpu" | "cpu"}`;
 //!   worker → page `{type: "ready", backend: "WebGPU" | "CPU", note?}` or `{type: "fatal", error}`.
-//! - page → worker `{type: "detect", id, bytes: ArrayBuffer, minFace}`;
-//!   worker → page `{type: "result", id, json}` where `json` is a [`DetectReply`].
+//! - page → worker `{type: "detect", id, bytes: ArrayBuffer, minFace}` (an image file), or
+//!   `{type: "detect", id, rgba: ArrayBuffer, width, height, minFace}` (a video frame);
+//!   worker → page `{type: "result", id, json}` where `json` is a [`DetectReply`]: every face
+//!   with its box, landmarks and, when the expression model loaded, its emotion probabilities.
 //! - page → worker `{type: "selftest"}`; worker → page `{type: "selftest", json}`: the networks'
 //!   largest deviation from the reference outputs on this backend.
 
@@ -14,7 +16,7 @@ use std::rc::Rc;
 
 use js_sys::{ArrayBuffer, Object, Reflect, Uint8Array};
 use mien::burn::prelude::Device;
-use mien::{DetectorConfig, FaceDetector, Frame, MtcnnWeights};
+use mien::{DetectorConfig, Emotion, ExpressionClassifier, FaceDetector, FaceExpression, Frame, MtcnnWeights};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -26,16 +28,25 @@ use web_sys::{DedicatedWorkerGlobalScope, Response};
 pub struct DetectReply {
     pub width: u32,
     pub height: u32,
-    pub faces: Vec<mien::Face>,
+    /// Faces, best score first; `probabilities` follow `labels` (empty without a model).
+    pub faces: Vec<FaceExpression>,
+    /// The expression model's label order (empty when it could not be loaded).
+    #[serde(default)]
+    pub labels: Vec<Emotion>,
     /// Milliseconds spent decoding the image.
     pub decode_ms: f64,
     /// Milliseconds spent in the MTCNN cascade.
     pub detect_ms: f64,
+    /// Milliseconds spent cropping and classifying the faces.
+    #[serde(default)]
+    pub classify_ms: f64,
     pub backend: String,
 }
 
 struct State {
     detector: FaceDetector,
+    /// `None` when the expression model could not be loaded: faces are still found.
+    classifier: Option<ExpressionClassifier>,
     backend: &'static str,
 }
 
@@ -125,11 +136,34 @@ async fn init(wanted: &str) -> Result<(State, String), String> {
         },
     };
     let detector = FaceDetector::new(&weights, DetectorConfig::default(), &device).map_err(|e| e.to_string())?;
+    let classifier = match load_classifier(&device).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&format!(
+                "the expression model could not be loaded ({e}): faces are found but not classified"
+            ));
+            None
+        }
+    };
     // Warm-up: the first run compiles WebGPU shaders and sizes buffers, so the user's first
-    // photo is not the slow one.
+    // photo (or camera frame) is not the slow one.
     let warm = Frame::from_rgb(96, 96, vec![128; 96 * 96 * 3]).map_err(|e| e.to_string())?;
     detector.detect_async(&warm).await.map_err(|e| e.to_string())?;
-    Ok((State { detector, backend }, note))
+    if let Some(c) = &classifier {
+        let size = c.manifest().input_size;
+        let crop = mien::FaceCrop { size, pixels: vec![128; (size * size) as usize] };
+        c.classify_async(&[&crop]).await.map_err(|e| e.to_string())?;
+    }
+    Ok((State { detector, classifier, backend }, note))
+}
+
+async fn load_classifier(device: &Device) -> Result<ExpressionClassifier, String> {
+    let manifest = fetch_bytes("./assets/model/manifest.json").await?;
+    let weights = fetch_bytes("./assets/model/classifier.safetensors").await?;
+    ExpressionClassifier::load(&manifest, &weights, device).map_err(|e| e.to_string())
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
@@ -167,11 +201,16 @@ async fn detect(msg: &JsValue) -> Result<DetectReply, String> {
     let state = STATE
         .with(|s| s.borrow().clone())
         .ok_or_else(|| "the detector is still loading; try again in a moment".to_string())?;
-    let bytes = get(msg, "bytes");
-    let bytes: ArrayBuffer = bytes.dyn_into().map_err(|_| "no image bytes in the request".to_string())?;
-    let bytes = Uint8Array::new(&bytes).to_vec();
     let t0 = now();
-    let frame = Frame::decode(&bytes).map_err(|e| e.to_string())?;
+    let frame = if let Ok(rgba) = get(msg, "rgba").dyn_into::<ArrayBuffer>() {
+        let width = get(msg, "width").as_f64().unwrap_or(0.0) as u32;
+        let height = get(msg, "height").as_f64().unwrap_or(0.0) as u32;
+        Frame::from_rgba(width, height, &Uint8Array::new(&rgba).to_vec()).map_err(|e| e.to_string())?
+    } else {
+        let bytes = get(msg, "bytes");
+        let bytes: ArrayBuffer = bytes.dyn_into().map_err(|_| "no image bytes in the request".to_string())?;
+        Frame::decode(&Uint8Array::new(&bytes).to_vec()).map_err(|e| e.to_string())?
+    };
     let t1 = now();
     let mut config = state.detector.config().clone();
     if let Some(min_face) = get(msg, "minFace").as_f64() {
@@ -179,12 +218,24 @@ async fn detect(msg: &JsValue) -> Result<DetectReply, String> {
     }
     let faces = state.detector.detect_with(&frame, &config).await.map_err(|e| e.to_string())?;
     let t2 = now();
+    let (faces, labels) = match &state.classifier {
+        Some(c) => {
+            let faces = mien::pipeline::classify_faces(c, &frame, faces).await.map_err(|e| e.to_string())?;
+            (faces, c.manifest().labels.clone())
+        }
+        None => {
+            (faces.into_iter().map(|face| FaceExpression { face, probabilities: Vec::new() }).collect(), Vec::new())
+        }
+    };
+    let t3 = now();
     Ok(DetectReply {
         width: frame.width(),
         height: frame.height(),
         faces,
+        labels,
         decode_ms: t1 - t0,
         detect_ms: t2 - t1,
+        classify_ms: t3 - t2,
         backend: state.backend.to_string(),
     })
 }

@@ -49,7 +49,11 @@ fn main() {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    // `cargo run` sets CARGO_MANIFEST_DIR at run time too; prefer it, since a binary reused from a
+    // shared target dir may have been compiled in another checkout.
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).filter(|d| d.join("Cargo.toml").exists());
+    let manifest_dir = manifest_dir.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 fn cache_dir() -> PathBuf {

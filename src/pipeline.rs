@@ -1,0 +1,105 @@
+//! The whole path from a frame to emotions: faces found ([`FaceDetector`]), cut out as the model
+//! expects ([`crop_face`] with the manifest's [`CropConfig`]), classified
+//! ([`ExpressionClassifier`]). The stages are also callable one by one, so a caller can time each.
+
+use serde::{Deserialize, Serialize};
+
+use crate::align::{crop_face, FaceCrop};
+use crate::classify::{ClassifierError, ExpressionClassifier};
+use crate::detect::{DetectError, DetectorConfig, Face, FaceDetector};
+use crate::emotion::Emotion;
+use crate::frame::Frame;
+
+/// A face and what the classifier makes of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaceExpression {
+    #[serde(flatten)]
+    pub face: Face,
+    /// Probability of each emotion, in the classifier's label order (see [`Analysis::labels`]).
+    pub probabilities: Vec<f32>,
+}
+
+impl FaceExpression {
+    /// The most probable emotion's index in the label list, and its probability.
+    pub fn top(&self) -> (usize, f32) {
+        self.probabilities.iter().copied().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+    }
+}
+
+/// Why a frame could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Classify(#[from] ClassifierError),
+}
+
+/// The crops `classifier` takes for `faces` of `frame` (its manifest's crop convention).
+pub fn crops_for(classifier: &ExpressionClassifier, frame: &Frame, faces: &[Face]) -> Vec<FaceCrop> {
+    let config = classifier.manifest().crop;
+    faces.iter().map(|f| crop_face(frame, f, &config)).collect()
+}
+
+/// Crops and classifies faces already found in `frame`.
+pub async fn classify_faces(
+    classifier: &ExpressionClassifier,
+    frame: &Frame,
+    faces: Vec<Face>,
+) -> Result<Vec<FaceExpression>, PipelineError> {
+    let crops = crops_for(classifier, frame, &faces);
+    let refs: Vec<&FaceCrop> = crops.iter().collect();
+    let probabilities = classifier.classify_async(&refs).await?;
+    Ok(faces
+        .into_iter()
+        .zip(probabilities)
+        .map(|(face, probabilities)| FaceExpression { face, probabilities })
+        .collect())
+}
+
+/// Face detection and expression classification on one burn device.
+#[derive(Debug, Clone)]
+pub struct ExpressionRecognizer {
+    pub detector: FaceDetector,
+    pub classifier: ExpressionClassifier,
+}
+
+/// Faces of one frame with their expressions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub labels: Vec<Emotion>,
+    pub faces: Vec<FaceExpression>,
+}
+
+impl ExpressionRecognizer {
+    pub fn new(detector: FaceDetector, classifier: ExpressionClassifier) -> Self {
+        ExpressionRecognizer { detector, classifier }
+    }
+
+    /// Classifies faces already found in `frame`.
+    pub async fn classify_faces(&self, frame: &Frame, faces: Vec<Face>) -> Result<Vec<FaceExpression>, PipelineError> {
+        classify_faces(&self.classifier, frame, faces).await
+    }
+
+    /// Finds the faces of `frame` (with `config`, or the detector's own) and classifies each.
+    pub async fn analyze_async(
+        &self,
+        frame: &Frame,
+        config: Option<&DetectorConfig>,
+    ) -> Result<Analysis, PipelineError> {
+        let faces = self.detector.detect_with(frame, config.unwrap_or(self.detector.config())).await?;
+        let faces = self.classify_faces(frame, faces).await?;
+        Ok(Analysis { labels: self.classifier.manifest().labels.clone(), faces })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn analyze(&self, frame: &Frame, config: Option<&DetectorConfig>) -> Result<Analysis, PipelineError> {
+        pollster::block_on(self.analyze_async(frame, config))
+    }
+}

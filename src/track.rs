@@ -1,0 +1,166 @@
+//! Faces followed across video frames, with their emotion probabilities smoothed over time so a
+//! label does not flicker from frame to frame.
+//!
+//! Matching is greedy by box overlap (IoU), best pairs first: at webcam frame rates a face moves
+//! little between frames, and there are few faces, so nothing cleverer earns its keep. Smoothing
+//! is exponential with a half-life in milliseconds, so it behaves the same at 5 and at 30 frames
+//! per second.
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::boxes::iou;
+use crate::pipeline::FaceExpression;
+
+/// One face followed over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    /// Stable while the face stays in view.
+    pub id: u32,
+    /// The latest detection.
+    pub face: FaceExpression,
+    /// Probabilities smoothed over time (same order as `face.probabilities`).
+    pub smoothed: Vec<f32>,
+    /// Time of the latest detection, in milliseconds.
+    pub last_seen: f64,
+    /// Frames in which this face was found.
+    pub hits: u32,
+}
+
+/// Follows faces from frame to frame.
+#[derive(Debug, Clone)]
+pub struct FaceTracker {
+    tracks: Vec<Track>,
+    next_id: u32,
+    /// Smoothing half-life in milliseconds (0 = no smoothing).
+    pub half_life_ms: f64,
+    /// A track unseen for longer than this is dropped.
+    pub forget_after_ms: f64,
+    /// Smallest overlap for a detection to continue a track.
+    pub min_iou: f32,
+}
+
+impl Default for FaceTracker {
+    fn default() -> Self {
+        FaceTracker { tracks: Vec::new(), next_id: 1, half_life_ms: 300.0, forget_after_ms: 700.0, min_iou: 0.3 }
+    }
+}
+
+impl FaceTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tracks currently held (seen within `forget_after_ms` of the last update).
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// Forgets every face (after the camera restarts, say).
+    pub fn reset(&mut self) {
+        self.tracks.clear();
+    }
+
+    /// Feeds the faces of a frame taken at `now_ms`; returns the tracks seen in this frame.
+    pub fn update(&mut self, faces: Vec<FaceExpression>, now_ms: f64) -> Vec<Track> {
+        // Every (track, detection) pair that overlaps enough, best overlap first.
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (t, track) in self.tracks.iter().enumerate() {
+            for (d, face) in faces.iter().enumerate() {
+                let o = iou(track.face.face.bbox, face.face.bbox);
+                if o >= self.min_iou {
+                    pairs.push((o, t, d));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut track_taken = vec![false; self.tracks.len()];
+        let mut face_of: Vec<Option<usize>> = vec![None; faces.len()];
+        for (_, t, d) in pairs {
+            if !track_taken[t] && face_of[d].is_none() {
+                track_taken[t] = true;
+                face_of[d] = Some(t);
+            }
+        }
+        let mut seen = Vec::with_capacity(faces.len());
+        for (d, face) in faces.into_iter().enumerate() {
+            match face_of[d] {
+                Some(t) => {
+                    let track = &mut self.tracks[t];
+                    let dt = (now_ms - track.last_seen).max(0.0);
+                    // Weight of the old value after dt: 0.5^(dt / half-life).
+                    let keep = if self.half_life_ms > 0.0 { 0.5f64.powf(dt / self.half_life_ms) as f32 } else { 0.0 };
+                    if track.smoothed.len() == face.probabilities.len() {
+                        for (s, &p) in track.smoothed.iter_mut().zip(&face.probabilities) {
+                            *s = keep * *s + (1.0 - keep) * p;
+                        }
+                    } else {
+                        track.smoothed = face.probabilities.clone();
+                    }
+                    track.face = face;
+                    track.last_seen = now_ms;
+                    track.hits += 1;
+                    seen.push(track.id);
+                }
+                None => {
+                    let id = self.next_id;
+                    self.next_id = self.next_id.wrapping_add(1).max(1);
+                    let smoothed = face.probabilities.clone();
+                    self.tracks.push(Track { id, face, smoothed, last_seen: now_ms, hits: 1 });
+                    seen.push(id);
+                }
+            }
+        }
+        let forget = self.forget_after_ms;
+        self.tracks.retain(|t| now_ms - t.last_seen <= forget);
+        self.tracks.iter().filter(|t| seen.contains(&t.id)).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Face;
+
+    fn face(x: f32, probs: &[f32]) -> FaceExpression {
+        FaceExpression {
+            face: Face { bbox: [x, 10.0, x + 100.0, 130.0], score: 0.99, landmarks: [[0.0; 2]; 5] },
+            probabilities: probs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_moving_face_keeps_its_id_and_a_new_face_gets_another() {
+        let mut t = FaceTracker::new();
+        let a = t.update(vec![face(0.0, &[1.0, 0.0])], 0.0);
+        let b = t.update(vec![face(8.0, &[1.0, 0.0]), face(400.0, &[0.0, 1.0])], 100.0);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].id, a[0].id);
+        assert_ne!(b[1].id, a[0].id);
+    }
+
+    #[test]
+    fn one_odd_frame_does_not_flip_the_label() {
+        let mut t = FaceTracker::new();
+        for i in 0..10 {
+            t.update(vec![face(0.0, &[0.9, 0.1])], i as f64 * 100.0);
+        }
+        let odd = t.update(vec![face(0.0, &[0.2, 0.8])], 1000.0);
+        assert!(odd[0].smoothed[0] > odd[0].smoothed[1], "{:?}", odd[0].smoothed);
+        // A lasting change wins within a second or so.
+        let mut last = odd;
+        for i in 1..=10 {
+            last = t.update(vec![face(0.0, &[0.2, 0.8])], 1000.0 + i as f64 * 100.0);
+        }
+        assert!(last[0].smoothed[1] > 0.7, "{:?}", last[0].smoothed);
+    }
+
+    #[test]
+    fn a_face_gone_for_long_is_forgotten() {
+        let mut t = FaceTracker::new();
+        let a = t.update(vec![face(0.0, &[1.0])], 0.0);
+        t.update(vec![], 2000.0);
+        assert!(t.tracks().is_empty());
+        let b = t.update(vec![face(0.0, &[1.0])], 2100.0);
+        assert_ne!(a[0].id, b[0].id);
+    }
+}

@@ -1,0 +1,226 @@
+//! `mien-trainer crop-check`: does the browser's pipeline (MTCNN + aligned crop) hand the model
+//! what the dataset's crops taught it to expect?
+//!
+//! Dataset crops were cut by other detectors. Each crop is upscaled and pasted into a larger
+//! canvas (a "full frame" with one face), the pipeline finds and crops the face again, and the
+//! model classifies that crop. Compared with the dataset crop fed directly, on the same images:
+//! the detection rate, the accuracy both ways, and how alike the two crops are (normalised
+//! cross-correlation). With `--tune`, the crop margin is chosen on training images only, by that
+//! likeness, and written into the model's manifest.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use mien::align::{crop_face, ncc, CropConfig, FaceCrop};
+use mien::{ExpressionClassifier, Frame};
+use serde::Serialize;
+
+use crate::augment::SplitMix64;
+use crate::commands::{argmax, examples_of, holdout_examples, load_classifier, open_dataset};
+use crate::detect::detector;
+use crate::train::Example;
+
+/// Upscale factor of a dataset crop in its synthetic frame.
+const UPSCALE: u32 = 4;
+/// Side of the synthetic frame.
+const CANVAS: u32 = 400;
+
+/// A dataset crop, upscaled (bilinear) and pasted at a seeded random place of a canvas filled
+/// with the crop's mean gray.
+pub fn synthetic_frame(crop: &[u8], side: u32, rng: &mut SplitMix64) -> Result<Frame> {
+    let big = side * UPSCALE;
+    let mean = (crop.iter().map(|&p| p as u32).sum::<u32>() / crop.len().max(1) as u32) as u8;
+    let mut canvas = vec![mean; (CANVAS * CANVAS) as usize];
+    let room = CANVAS.saturating_sub(big) as usize;
+    let (ox, oy) = (rng.below(room + 1), rng.below(room + 1));
+    let s = side as usize;
+    for y in 0..big as usize {
+        let fy = ((y as f32 + 0.5) / UPSCALE as f32 - 0.5).clamp(0.0, (s - 1) as f32);
+        let (y0, wy) = (fy.floor() as usize, fy - fy.floor());
+        let y1 = (y0 + 1).min(s - 1);
+        for x in 0..big as usize {
+            let fx = ((x as f32 + 0.5) / UPSCALE as f32 - 0.5).clamp(0.0, (s - 1) as f32);
+            let (x0, wx) = (fx.floor() as usize, fx - fx.floor());
+            let x1 = (x0 + 1).min(s - 1);
+            let p = |xx: usize, yy: usize| crop[yy * s + xx] as f32;
+            let v =
+                (p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx) * (1.0 - wy) + (p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx) * wy;
+            canvas[(oy + y) * CANVAS as usize + ox + x] = v.round() as u8;
+        }
+    }
+    Ok(Frame::from_gray(CANVAS, CANVAS, &canvas)?)
+}
+
+/// What the pipeline did on a set of images, at one crop margin.
+#[derive(Debug, Clone, Serialize)]
+pub struct CropCheck {
+    pub margin: f32,
+    pub images: usize,
+    /// Images where the detector found a face.
+    pub detected: usize,
+    /// Accuracy of the model on the dataset crops fed directly.
+    pub direct_accuracy: f64,
+    /// Accuracy through detection + aligned crop (an image without a detected face counts as wrong).
+    pub pipeline_accuracy: f64,
+    /// Images where both ways predict the same emotion, as a fraction of the detected ones.
+    pub agreement: f64,
+    /// Mean NCC between the pipeline's crop and the dataset crop, over the detected images.
+    pub mean_ncc: f64,
+}
+
+/// Runs the check on `examples` for each margin in `margins`.
+pub fn check(
+    classifier: &ExpressionClassifier,
+    examples: &[Example],
+    margins: &[f32],
+    seed: u64,
+) -> Result<Vec<CropCheck>> {
+    let manifest = classifier.manifest().clone();
+    let side = manifest.input_size;
+    let det = detector(40.0)?;
+    let mut rng = SplitMix64::new(seed);
+    // Detection does not depend on the margin: find every face once.
+    let mut found = Vec::with_capacity(examples.len());
+    for (i, e) in examples.iter().enumerate() {
+        let frame = synthetic_frame(&e.pixels, side, &mut rng)?;
+        let face = det.detect(&frame)?.into_iter().next();
+        found.push((frame, face));
+        if (i + 1) % 100 == 0 {
+            eprint!("\rdetected faces in {} of {} synthetic frames ", i + 1, examples.len());
+        }
+    }
+    eprintln!();
+    let direct: Vec<usize> = {
+        let crops: Vec<FaceCrop> = examples.iter().map(|e| FaceCrop { size: side, pixels: e.pixels.clone() }).collect();
+        predictions(classifier, &crops)?
+    };
+    let direct_correct = direct.iter().zip(examples).filter(|(p, e)| **p == e.label).count();
+    let mut out = Vec::new();
+    for &margin in margins {
+        let config = CropConfig { margin, ..manifest.crop };
+        let mut crops = Vec::new();
+        let mut which = Vec::new();
+        for (i, (frame, face)) in found.iter().enumerate() {
+            if let Some(face) = face {
+                crops.push(crop_face(frame, face, &config));
+                which.push(i);
+            }
+        }
+        let preds = predictions(classifier, &crops)?;
+        let correct = preds.iter().zip(&which).filter(|(p, &i)| **p == examples[i].label).count();
+        let agree = preds.iter().zip(&which).filter(|(p, &i)| **p == direct[i]).count();
+        let ncc_sum: f64 = crops.iter().zip(&which).map(|(c, &i)| ncc(&c.pixels, &examples[i].pixels)).sum();
+        let n = examples.len().max(1) as f64;
+        let d = which.len().max(1) as f64;
+        out.push(CropCheck {
+            margin,
+            images: examples.len(),
+            detected: which.len(),
+            direct_accuracy: direct_correct as f64 / n,
+            pipeline_accuracy: correct as f64 / n,
+            agreement: agree as f64 / d,
+            mean_ncc: ncc_sum / d,
+        });
+    }
+    Ok(out)
+}
+
+fn predictions(classifier: &ExpressionClassifier, crops: &[FaceCrop]) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(crops.len());
+    for chunk in crops.chunks(256) {
+        let refs: Vec<&FaceCrop> = chunk.iter().collect();
+        out.extend(classifier.classify(&refs)?.iter().map(|p| argmax(p)));
+    }
+    Ok(out)
+}
+
+/// An evenly spread, seeded sample of at most `limit` examples.
+fn sample(mut examples: Vec<Example>, limit: usize, seed: u64) -> Vec<Example> {
+    if examples.len() > limit {
+        SplitMix64::new(seed).shuffle(&mut examples);
+        examples.truncate(limit);
+    }
+    examples
+}
+
+fn print(rows: &[CropCheck]) {
+    println!(
+        "{:>7} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9}",
+        "margin", "images", "detected", "direct", "pipeline", "agreement", "crop NCC"
+    );
+    for r in rows {
+        println!(
+            "{:>7.2} {:>7} {:>8.1}% {:>7.2}% {:>8.2}% {:>9.1}% {:>9.3}",
+            r.margin,
+            r.images,
+            100.0 * r.detected as f64 / r.images.max(1) as f64,
+            100.0 * r.direct_accuracy,
+            100.0 * r.pipeline_accuracy,
+            100.0 * r.agreement,
+            r.mean_ncc
+        );
+    }
+}
+
+/// `crop-check`: with `tune`, picks the margin on the dataset's training images and writes it to
+/// the model's manifest; then measures the model's margin on the hold-out images and writes a report.
+pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, report: &Path) -> Result<()> {
+    let mut classifier = load_classifier(model)?;
+    if tune {
+        let mut dataset = open_dataset(data)?;
+        dataset.samples.retain(|s| {
+            !matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest"))
+                && classifier.manifest().labels.contains(&s.label)
+        });
+        eprintln!(
+            "tuning the crop margin on {} training images (of {})",
+            limit.min(dataset.samples.len()),
+            dataset.samples.len()
+        );
+        let (examples, _, labels) = examples_of(&dataset, &classifier.manifest().crop)?;
+        let examples: Vec<Example> = examples
+            .into_iter()
+            .map(|e| Example {
+                label: classifier.manifest().labels.iter().position(|l| *l == labels[e.label]).unwrap_or(0),
+                ..e
+            })
+            .collect();
+        let margins: Vec<f32> = (0..=8).map(|i| i as f32 * 0.025 - 0.05).collect();
+        let rows = check(&classifier, &sample(examples, limit, seed), &margins, seed)?;
+        println!("training images (tuning):");
+        print(&rows);
+        let best = rows.iter().max_by(|a, b| a.mean_ncc.total_cmp(&b.mean_ncc)).context("no margins")?;
+        println!("chosen margin: {:.3} (highest crop NCC)", best.margin);
+        let path = model.join("manifest.json");
+        let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        manifest["crop"]["margin"] = serde_json::json!(best.margin);
+        manifest["info"]["crop_tuning"] = serde_json::to_value(&rows)?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+        eprintln!("margin {:.3} written to {}", best.margin, path.display());
+        classifier = load_classifier(model)?;
+    }
+    let mut dataset = open_dataset(data)?;
+    let examples = sample(holdout_examples(&mut dataset, classifier.manifest())?, limit, seed);
+    let margin = classifier.manifest().crop.margin;
+    let rows = check(&classifier, &examples, &[margin], seed)?;
+    println!("hold-out images, the model's margin:");
+    print(&rows);
+    let value = serde_json::json!({
+        "schema_version": 1,
+        "kind": "crop_check",
+        "model": model.display().to_string(),
+        "dataset": data.display().to_string(),
+        "layout": dataset.layout.to_string(),
+        "seed": seed,
+        "canvas": CANVAS,
+        "upscale": UPSCALE,
+        "result": rows[0],
+    });
+    if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(report, serde_json::to_vec_pretty(&value)?)
+        .with_context(|| format!("writing {}", report.display()))?;
+    eprintln!("report written to {}", report.display());
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! The live page: the webcam, every face boxed with its emotion, tracked across frames and
+//! smoothed over time.
+//!
+//! One frame is in the worker at a time: when inference is slower than the camera, frames are
+//! dropped (the next one taken is always the newest), never queued. Pixels go to the worker as a
+//! transferred buffer, so the page thread only draws.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use gloo::events::EventListener;
+use gloo::timers::callback::Interval;
+use js_sys::{ArrayBuffer, Object, Reflect};
+use mien::track::{FaceTracker, Track};
+use mien::Emotion;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    CanvasRenderingContext2d, HtmlCanvasElement, HtmlSelectElement, HtmlVideoElement, MediaDeviceInfo, MediaDeviceKind,
+    MediaStream, MediaStreamConstraints, MediaStreamTrack,
+};
+use yew::prelude::*;
+
+use crate::app::EngineContext;
+use crate::bridge::Reply;
+use crate::photos::{probability_bars, top};
+
+/// Frames wider than this are scaled down before detection (faces stay large enough to find).
+const MAX_FRAME_WIDTH: u32 = 640;
+/// Smallest face searched for in camera frames by default, in pixels of a 640-wide frame: a face
+/// at arm's length from a webcam is 120–250 px, and each doubling of the minimum makes the
+/// detector's image pyramid about four times cheaper.
+const LIVE_MIN_FACE: f64 = 64.0;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Camera {
+    Off,
+    Starting,
+    On,
+    /// A message saying what went wrong and what to do.
+    Failed(String),
+}
+
+/// What the page shows of the latest classified frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct LiveView {
+    tracks: Vec<Track>,
+    labels: Vec<Emotion>,
+    width: u32,
+    height: u32,
+    fps: f64,
+    detect_ms: f64,
+    classify_ms: f64,
+    frames: u64,
+    /// Milliseconds from navigation to the first classified frame.
+    first_frame_ms: Option<f64>,
+    error: Option<String>,
+}
+
+#[derive(Default)]
+struct Loop {
+    stream: Option<MediaStream>,
+    in_flight: bool,
+    tracker: FaceTracker,
+    done_at: VecDeque<f64>,
+    frames: u64,
+    detect_ms: f64,
+    classify_ms: f64,
+    first_frame_ms: Option<f64>,
+    /// Bumped on every start/stop: answers for frames of an older session are ignored.
+    session: u32,
+    _track_listeners: Vec<EventListener>,
+}
+
+fn now() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
+}
+
+fn camera_error(e: &JsValue) -> String {
+    let name = Reflect::get(e, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
+    match name.as_str() {
+        "NotAllowedError" | "SecurityError" => "Camera access was denied. Allow the camera for this page in the \
+            browser's site settings (the icon in the address bar), then press Start camera again."
+            .into(),
+        "NotFoundError" | "OverconstrainedError" => {
+            "No camera was found. Connect one and press Start camera, or use the Photos page instead.".into()
+        }
+        "NotReadableError" | "AbortError" => "The camera could not be started: another application may be using \
+            it. Close that application and press Start camera again."
+            .into(),
+        _ => format!("The camera could not be started ({name}). Press Start camera to try again."),
+    }
+}
+
+async fn open_camera(device_id: &str) -> Result<MediaStream, String> {
+    let devices =
+        web_sys::window().ok_or("no window")?.navigator().media_devices().map_err(|_| {
+            "This browser gives pages no camera access here (it needs https:// or localhost).".to_string()
+        })?;
+    let video = Object::new();
+    let ideal = |v: u32| {
+        let o = Object::new();
+        let _ = Reflect::set(&o, &"ideal".into(), &JsValue::from(v));
+        o
+    };
+    let _ = Reflect::set(&video, &"width".into(), &ideal(640));
+    let _ = Reflect::set(&video, &"height".into(), &ideal(480));
+    if !device_id.is_empty() {
+        let exact = Object::new();
+        let _ = Reflect::set(&exact, &"exact".into(), &device_id.into());
+        let _ = Reflect::set(&video, &"deviceId".into(), &exact);
+    }
+    let constraints = MediaStreamConstraints::new();
+    constraints.set_video(&video);
+    constraints.set_audio(&JsValue::FALSE);
+    let promise = devices.get_user_media_with_constraints(&constraints).map_err(|e| camera_error(&e))?;
+    let stream = JsFuture::from(promise).await.map_err(|e| camera_error(&e))?;
+    Ok(stream.unchecked_into())
+}
+
+/// The cameras the browser lists (labels appear once access was granted).
+async fn cameras() -> Vec<(String, String)> {
+    let Some(devices) = web_sys::window().and_then(|w| w.navigator().media_devices().ok()) else { return Vec::new() };
+    let Ok(promise) = devices.enumerate_devices() else { return Vec::new() };
+    let Ok(list) = JsFuture::from(promise).await else { return Vec::new() };
+    let list: js_sys::Array = list.unchecked_into();
+    list.iter()
+        .map(|d| d.unchecked_into::<MediaDeviceInfo>())
+        .filter(|d| d.kind() == MediaDeviceKind::Videoinput)
+        .enumerate()
+        .map(|(i, d)| {
+            let label = if d.label().is_empty() { format!("Camera {}", i + 1) } else { d.label() };
+            (d.device_id(), label)
+        })
+        .collect()
+}
+
+fn stop_stream(stream: &MediaStream) {
+    for t in stream.get_tracks().iter() {
+        t.unchecked_into::<MediaStreamTrack>().stop();
+    }
+}
+
+#[function_component(Live)]
+pub fn live() -> Html {
+    let ctx = use_context::<EngineContext>().expect("Live is rendered inside the app shell");
+    let video_ref = use_node_ref();
+    let canvas_ref = use_node_ref();
+    let camera = use_state(|| Camera::Off);
+    let view = use_state(LiveView::default);
+    let cameras_list = use_state(Vec::<(String, String)>::new);
+    let chosen = use_state(String::new);
+    let min_face = use_state(|| LIVE_MIN_FACE);
+    let hidden = use_state(|| web_sys::window().and_then(|w| w.document()).map(|d| d.hidden()).unwrap_or(false));
+    let state = use_mut_ref(Loop::default);
+
+    // Pause while the tab is hidden (browsers throttle hidden tabs; frames would be stale).
+    {
+        let hidden = hidden.clone();
+        use_effect_with((), move |_| {
+            let listener = web_sys::window().and_then(|w| w.document()).map(|d| {
+                let doc = d.clone();
+                EventListener::new(&d, "visibilitychange", move |_| hidden.set(doc.hidden()))
+            });
+            move || drop(listener)
+        });
+    }
+
+    // Stop the camera when the page is left.
+    {
+        let state = state.clone();
+        use_effect_with((), move |_| {
+            move || {
+                let mut s = state.borrow_mut();
+                s.session += 1;
+                if let Some(stream) = s.stream.take() {
+                    stop_stream(&stream);
+                }
+            }
+        });
+    }
+
+    // The frame pump: whenever no frame is in the worker, take the newest one.
+    {
+        let state = state.clone();
+        let video_ref = video_ref.clone();
+        let canvas_ref = canvas_ref.clone();
+        let view = view.clone();
+        let ctx = ctx.clone();
+        let camera_on = *camera == Camera::On;
+        let paused = *hidden;
+        let min_face = *min_face as u32;
+        use_effect_with(
+            (camera_on, paused, ctx.generation, ctx.ready(), min_face),
+            move |&(on, paused, _, ready, min_face)| {
+                let interval = (on && !paused && ready).then(|| {
+                    Interval::new(10, move || pump(&state, &video_ref, &canvas_ref, &view, &ctx, min_face as f64))
+                });
+                move || drop(interval)
+            },
+        );
+    }
+
+    let start = {
+        let camera = camera.clone();
+        let video_ref = video_ref.clone();
+        let state = state.clone();
+        let cameras_list = cameras_list.clone();
+        let chosen = chosen.clone();
+        let view = view.clone();
+        Callback::from(move |device: Option<String>| {
+            let device = device.unwrap_or_else(|| (*chosen).clone());
+            camera.set(Camera::Starting);
+            {
+                let mut s = state.borrow_mut();
+                s.session += 1;
+                if let Some(old) = s.stream.take() {
+                    stop_stream(&old);
+                }
+                s.tracker.reset();
+                s.in_flight = false;
+                s._track_listeners.clear();
+            }
+            view.set(LiveView { first_frame_ms: view.first_frame_ms, ..LiveView::default() });
+            let camera = camera.clone();
+            let video_ref = video_ref.clone();
+            let state = state.clone();
+            let cameras_list = cameras_list.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match open_camera(&device).await {
+                    Ok(stream) => {
+                        let Some(video) = video_ref.cast::<HtmlVideoElement>() else {
+                            stop_stream(&stream);
+                            return;
+                        };
+                        video.set_muted(true);
+                        video.set_src_object(Some(&stream));
+                        if let Ok(p) = video.play() {
+                            let _ = JsFuture::from(p).await;
+                        }
+                        // A track that ends (camera unplugged, or turned off by the system).
+                        let listeners = stream
+                            .get_video_tracks()
+                            .iter()
+                            .map(|t| {
+                                let camera = camera.clone();
+                                let state = state.clone();
+                                EventListener::new(t.unchecked_ref::<web_sys::EventTarget>(), "ended", move |_| {
+                                    state.borrow_mut().session += 1;
+                                    camera.set(Camera::Failed(
+                                        "The camera stopped (unplugged, or used by another application?). \
+                                         Reconnect it and press Restart camera."
+                                            .into(),
+                                    ));
+                                })
+                            })
+                            .collect();
+                        {
+                            let mut s = state.borrow_mut();
+                            s.stream = Some(stream);
+                            s._track_listeners = listeners;
+                        }
+                        camera.set(Camera::On);
+                        cameras_list.set(cameras().await);
+                    }
+                    Err(e) => camera.set(Camera::Failed(e)),
+                }
+            })
+        })
+    };
+    let stop = {
+        let camera = camera.clone();
+        let state = state.clone();
+        let video_ref = video_ref.clone();
+        Callback::from(move |_| {
+            let mut s = state.borrow_mut();
+            s.session += 1;
+            if let Some(stream) = s.stream.take() {
+                stop_stream(&stream);
+            }
+            if let Some(v) = video_ref.cast::<HtmlVideoElement>() {
+                v.set_src_object(None);
+            }
+            camera.set(Camera::Off);
+        })
+    };
+    let on_pick = {
+        let chosen = chosen.clone();
+        let start = start.clone();
+        let camera = camera.clone();
+        Callback::from(move |e: Event| {
+            let select: HtmlSelectElement = e.target_unchecked_into();
+            chosen.set(select.value());
+            if *camera == Camera::On {
+                start.emit(Some(select.value()));
+            }
+        })
+    };
+
+    let on_min_face = {
+        let min_face = min_face.clone();
+        Callback::from(move |e: Event| {
+            let select: HtmlSelectElement = e.target_unchecked_into();
+            if let Ok(v) = select.value().parse::<f64>() {
+                min_face.set(v);
+            }
+        })
+    };
+    let (camera_state, message) = match &*camera {
+        Camera::Off => (
+            "off",
+            html! { <p class="note">{ "Press Start camera. Frames are analysed in this tab and never leave it." }</p> },
+        ),
+        Camera::Starting => ("starting", html! { <p class="note">{ "Asking for the camera…" }</p> }),
+        Camera::On if *hidden => (
+            "paused",
+            html! { <p class="note">{ "Paused while the tab is hidden; it resumes when you come back." }</p> },
+        ),
+        Camera::On if !ctx.ready() => ("on", html! { <p class="note">{ "Waiting for the models to load…" }</p> }),
+        Camera::On => ("on", html! {}),
+        Camera::Failed(e) => ("failed", html! { <p class="error" role="alert">{ e.clone() }</p> }),
+    };
+    let running = matches!(*camera, Camera::On | Camera::Starting);
+    let first = view.tracks.first();
+    let (top_emotion, top_p) = first.map(|t| top(&view.labels, &t.smoothed)).unwrap_or(("", 0.0));
+
+    html! {
+        <section class="live card" aria-label="Live camera">
+            <div class="settings">
+                { if running {
+                    html! { <button id="camera-stop" type="button" onclick={stop}>{ "Stop camera" }</button> }
+                } else {
+                    let start = start.clone();
+                    let label = if matches!(*camera, Camera::Failed(_)) { "Restart camera" } else { "Start camera" };
+                    html! { <button id="camera-start" type="button" class="primary" onclick={move |_| start.emit(None)}>{ label }</button> }
+                } }
+                <label>{ "Camera " }
+                    <select id="camera-select" onchange={on_pick} disabled={cameras_list.is_empty()}>
+                        { if cameras_list.is_empty() { html! { <option value="">{ "default" }</option> } } else { html! {} } }
+                        { for cameras_list.iter().map(|(id, label)| html! {
+                            <option value={id.clone()} selected={*chosen == *id}>{ label.clone() }</option>
+                        }) }
+                    </select>
+                </label>
+                <label>{ "Faces " }
+                    <select id="live-min-face" onchange={on_min_face}>
+                        { for [(40.0, "far (≥ 40 px, slower)"), (64.0, "at arm's length (≥ 64 px)"), (96.0, "close (≥ 96 px, fastest)")].iter().map(|(v, label)| html! {
+                            <option value={v.to_string()} selected={*min_face == *v}>{ *label }</option>
+                        }) }
+                    </select>
+                </label>
+            </div>
+            <div id="camera-state" data-state={camera_state}>{ message }</div>
+            { if let Some(e) = &view.error { html! { <p class="error" role="alert">{ e.clone() }</p> } } else { html! {} } }
+            <div class="stage" hidden={!running}>
+                <video ref={video_ref} autoplay=true playsinline=true muted=true></video>
+                <svg class="overlay" viewBox={format!("0 0 {} {}", view.width.max(1), view.height.max(1))} preserveAspectRatio="none">
+                    { for view.tracks.iter().map(|t| track_box(t, &view.labels, view.width)) }
+                </svg>
+            </div>
+            <canvas ref={canvas_ref} hidden=true></canvas>
+            <div id="live-stats" class="stats" data-fps={format!("{:.2}", view.fps)} data-frames={view.frames.to_string()}
+                data-detect-ms={format!("{:.1}", view.detect_ms)} data-classify-ms={format!("{:.1}", view.classify_ms)}
+                data-faces={view.tracks.len().to_string()} data-emotion={top_emotion}
+                data-first-frame-ms={view.first_frame_ms.map(|t| format!("{t:.0}")).unwrap_or_default()}
+                data-backend={ctx.backend()}>
+                <span>{ format!("{:.1} frames/s", view.fps) }</span>
+                <span>{ format!("detect {:.0} ms", view.detect_ms) }</span>
+                <span>{ format!("classify {:.0} ms", view.classify_ms) }</span>
+                <span>{ format!("{} face{}", view.tracks.len(), if view.tracks.len() == 1 { "" } else { "s" }) }</span>
+                <span>{ if ctx.backend().is_empty() { "—".to_string() } else { ctx.backend() } }</span>
+            </div>
+            { match first {
+                Some(t) if !view.labels.is_empty() => html! {
+                    <div class="live-face">
+                        <h2>{ format!("{top_emotion} {:.0}%", 100.0 * top_p) }</h2>
+                        { probability_bars(&view.labels, &t.smoothed) }
+                    </div>
+                },
+                _ => html! {},
+            } }
+        </section>
+    }
+}
+
+/// A face's box and label. The stage is mirrored (a selfie view), so the text is mirrored back.
+fn track_box(t: &Track, labels: &[Emotion], frame_width: u32) -> Html {
+    let b = t.face.face.bbox;
+    let stroke = (frame_width as f32 / 250.0).max(1.5);
+    let font = (frame_width as f32 / 32.0).max(12.0);
+    let (emotion, p) = top(labels, &t.smoothed);
+    let text = if emotion.is_empty() { "face".to_string() } else { format!("{emotion} {:.0}%", 100.0 * p) };
+    let bar_w = (b[2] - b[0]) * p;
+    html! {
+        <g class="face" data-track={t.id.to_string()}>
+            <rect x={b[0].to_string()} y={b[1].to_string()} width={(b[2] - b[0]).to_string()} height={(b[3] - b[1]).to_string()}
+                stroke-width={stroke.to_string()} />
+            <rect class="pbar" x={(b[2] - bar_w).to_string()} y={(b[3] + stroke).to_string()} width={bar_w.max(0.0).to_string()}
+                height={(stroke * 3.0).to_string()} />
+            <text transform={format!("translate({} {}) scale(-1 1)", b[2], (b[1] - stroke * 2.0).max(font))}
+                font-size={font.to_string()}>{ text }</text>
+        </g>
+    }
+}
+
+/// Sends the newest video frame to the worker if none is in flight.
+fn pump(
+    state: &Rc<RefCell<Loop>>,
+    video_ref: &NodeRef,
+    canvas_ref: &NodeRef,
+    view: &UseStateHandle<LiveView>,
+    ctx: &EngineContext,
+    min_face: f64,
+) {
+    if state.borrow().in_flight {
+        return;
+    }
+    let (Some(video), Some(canvas)) = (video_ref.cast::<HtmlVideoElement>(), canvas_ref.cast::<HtmlCanvasElement>())
+    else {
+        return;
+    };
+    // HAVE_CURRENT_DATA or better, and a known size.
+    if video.ready_state() < 2 || video.video_width() == 0 {
+        return;
+    }
+    let (vw, vh) = (video.video_width(), video.video_height());
+    let scale = (MAX_FRAME_WIDTH as f64 / vw as f64).min(1.0);
+    let (w, h) = (((vw as f64 * scale).round() as u32).max(1), ((vh as f64 * scale).round() as u32).max(1));
+    if canvas.width() != w || canvas.height() != h {
+        canvas.set_width(w);
+        canvas.set_height(h);
+    }
+    let Some(g) = canvas
+        .get_context_with_context_options("2d", &{
+            let o = Object::new();
+            let _ = Reflect::set(&o, &"willReadFrequently".into(), &JsValue::TRUE);
+            o.into()
+        })
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
+    else {
+        return;
+    };
+    if g.draw_image_with_html_video_element_and_dw_and_dh(&video, 0.0, 0.0, w as f64, h as f64).is_err() {
+        return;
+    }
+    let Ok(image) = g.get_image_data(0.0, 0.0, w as f64, h as f64) else { return };
+    // The pixels' own buffer, transferred to the worker without a copy into wasm memory.
+    let Some(buffer) = Reflect::get(&image, &"data".into())
+        .ok()
+        .and_then(|d| Reflect::get(&d, &"buffer".into()).ok())
+        .and_then(|b| b.dyn_into::<ArrayBuffer>().ok())
+    else {
+        return;
+    };
+    let session = {
+        let mut s = state.borrow_mut();
+        s.in_flight = true;
+        s.session
+    };
+    let done = {
+        let state = state.clone();
+        let view = view.clone();
+        Callback::from(move |reply: Reply| {
+            let mut s = state.borrow_mut();
+            s.in_flight = false;
+            if s.session != session {
+                return;
+            }
+            let t = now();
+            match reply {
+                Ok(r) => {
+                    s.frames += 1;
+                    s.done_at.push_back(t);
+                    while s.done_at.front().is_some_and(|&f| t - f > 2000.0) {
+                        s.done_at.pop_front();
+                    }
+                    let fps = if s.done_at.len() >= 2 {
+                        (s.done_at.len() - 1) as f64 / ((t - s.done_at[0]) / 1000.0).max(1e-3)
+                    } else {
+                        0.0
+                    };
+                    // Exponential moving averages of the stage times, for a steady readout.
+                    let a = if s.frames == 1 { 1.0 } else { 0.2 };
+                    s.detect_ms = a * r.detect_ms + (1.0 - a) * s.detect_ms;
+                    s.classify_ms = a * r.classify_ms + (1.0 - a) * s.classify_ms;
+                    if s.first_frame_ms.is_none() && !r.labels.is_empty() {
+                        s.first_frame_ms = Some(t);
+                    }
+                    let tracks = s.tracker.update(r.faces, t);
+                    view.set(LiveView {
+                        tracks,
+                        labels: r.labels,
+                        width: r.width,
+                        height: r.height,
+                        fps,
+                        detect_ms: s.detect_ms,
+                        classify_ms: s.classify_ms,
+                        frames: s.frames,
+                        first_frame_ms: s.first_frame_ms,
+                        error: None,
+                    });
+                }
+                Err(e) => view.set(LiveView { error: Some(e), ..(*view).clone() }),
+            }
+        })
+    };
+    match ctx.worker.0.borrow().as_ref() {
+        Some(worker) => worker.detect_rgba(buffer, w, h, min_face, done),
+        None => state.borrow_mut().in_flight = false,
+    }
+}

@@ -1,0 +1,382 @@
+//! The photos page: choose, drop or paste photos; each appears with its faces boxed, their
+//! landmarks marked and their expressions classified, computed by the worker on this machine.
+//! The results download as CSV or JSON, built in the page (nothing is uploaded).
+
+use std::rc::Rc;
+
+use gloo::events::EventListener;
+use gloo::file::{Blob, ObjectUrl};
+use js_sys::ArrayBuffer;
+use mien::Emotion;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{ClipboardEvent, DragEvent, File, FileList, HtmlInputElement};
+use yew::prelude::*;
+
+use crate::app::EngineContext;
+use crate::worker::DetectReply;
+
+#[derive(Clone, PartialEq)]
+pub enum Status {
+    Pending,
+    Done(DetectReply),
+    Failed(String),
+}
+
+#[derive(Clone)]
+pub struct Photo {
+    pub id: u32,
+    pub name: String,
+    pub url: Rc<ObjectUrl>,
+    pub status: Status,
+}
+
+impl PartialEq for Photo {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.status == other.status
+    }
+}
+
+#[derive(Clone, PartialEq, Default)]
+pub struct PhotosState {
+    pub photos: Vec<Photo>,
+    next_id: u32,
+}
+
+pub enum Action {
+    Add(Photo),
+    Finish(u32, Result<DetectReply, String>),
+    Clear,
+}
+
+impl Reducible for PhotosState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut s = (*self).clone();
+        match action {
+            Action::Add(p) => {
+                s.next_id = s.next_id.max(p.id);
+                s.photos.push(p)
+            }
+            Action::Finish(id, r) => {
+                if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
+                    p.status = match r {
+                        Ok(reply) => Status::Done(reply),
+                        Err(e) => Status::Failed(e),
+                    };
+                }
+            }
+            Action::Clear => s.photos.clear(),
+        }
+        Rc::new(s)
+    }
+}
+
+thread_local! {
+    /// Photo ids are unique for the page's lifetime, so a late answer never lands on a new card.
+    static NEXT_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn next_id() -> u32 {
+    NEXT_ID.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    })
+}
+
+#[function_component(Photos)]
+pub fn photos() -> Html {
+    let ctx = use_context::<EngineContext>().expect("Photos is rendered inside the app shell");
+    let state = use_reducer(PhotosState::default);
+    let min_face = use_state(|| 20.0f64);
+
+    let add_files = {
+        let worker = ctx.worker.clone();
+        let dispatcher = state.dispatcher();
+        let min_face = min_face.clone();
+        Callback::from(move |files: Vec<File>| {
+            for file in files {
+                let id = next_id();
+                let name = if file.name().is_empty() { format!("pasted-{id}") } else { file.name() };
+                let url = Rc::new(ObjectUrl::from(Blob::from(file.clone())));
+                dispatcher.dispatch(Action::Add(Photo { id, name, url, status: Status::Pending }));
+                let worker = worker.clone();
+                let dispatcher = dispatcher.clone();
+                let min_face = *min_face;
+                wasm_bindgen_futures::spawn_local(async move {
+                    let bytes = match JsFuture::from(file.array_buffer()).await {
+                        Ok(b) => b.unchecked_into::<ArrayBuffer>(),
+                        Err(e) => {
+                            dispatcher.dispatch(Action::Finish(id, Err(format!("the file could not be read: {e:?}"))));
+                            return;
+                        }
+                    };
+                    let done = {
+                        let dispatcher = dispatcher.clone();
+                        Callback::from(move |r| dispatcher.dispatch(Action::Finish(id, r)))
+                    };
+                    match worker.0.borrow().as_ref() {
+                        Some(w) => w.detect_file(bytes, min_face, done),
+                        None => dispatcher.dispatch(Action::Finish(id, Err("the engine is not running".into()))),
+                    }
+                });
+            }
+        })
+    };
+
+    // Paste anywhere on the page (a screenshot, an image copied from another tab).
+    {
+        let add_files = add_files.clone();
+        use_effect_with((), move |_| {
+            let listener = web_sys::window().and_then(|w| w.document()).map(|d| {
+                EventListener::new(&d, "paste", move |e| {
+                    let Some(e) = e.dyn_ref::<ClipboardEvent>() else { return };
+                    let files = files_of(e.clipboard_data().and_then(|d| d.files()));
+                    let images: Vec<File> = files.into_iter().filter(|f| f.type_().starts_with("image/")).collect();
+                    if !images.is_empty() {
+                        add_files.emit(images);
+                    }
+                })
+            });
+            move || drop(listener)
+        });
+    }
+
+    let on_input_change = {
+        let add_files = add_files.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            add_files.emit(files_of(input.files()));
+            input.set_value("");
+        })
+    };
+    let on_drop = {
+        let add_files = add_files.clone();
+        Callback::from(move |e: DragEvent| {
+            e.prevent_default();
+            add_files.emit(files_of(e.data_transfer().and_then(|d| d.files())));
+        })
+    };
+    let on_drag_over = Callback::from(|e: DragEvent| e.prevent_default());
+    let on_min_face = {
+        let min_face = min_face.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            if let Ok(v) = input.value().parse::<f64>() {
+                min_face.set(v.clamp(12.0, 1000.0));
+            }
+        })
+    };
+    let on_clear = {
+        let dispatcher = state.dispatcher();
+        Callback::from(move |_| dispatcher.dispatch(Action::Clear))
+    };
+    let done: Vec<(&str, &DetectReply)> = state
+        .photos
+        .iter()
+        .filter_map(|p| match &p.status {
+            Status::Done(r) => Some((p.name.as_str(), r)),
+            _ => None,
+        })
+        .collect();
+    let csv_href = (!done.is_empty()).then(|| download_url(&results_csv(&done), "text/csv"));
+    let json_href = (!done.is_empty()).then(|| download_url(&results_json(&done), "application/json"));
+
+    html! {
+        <>
+        <section class="controls card" aria-label="Photos">
+            <label class="drop" ondrop={on_drop} ondragover={on_drag_over}>
+                <input id="file-input" type="file" multiple=true accept="image/*" onchange={on_input_change} />
+                <span>{ "Choose photos, drop them here, or paste one (Ctrl+V)" }</span>
+            </label>
+            <div class="settings">
+                <label>{ "Smallest face (px) " }
+                    <input id="min-face" type="number" min="12" max="1000" step="1" value={min_face.to_string()} onchange={on_min_face} />
+                </label>
+                <button type="button" onclick={on_clear} disabled={state.photos.is_empty()}>{ "Clear" }</button>
+                { match csv_href {
+                    Some(href) => html! { <a id="download-csv" class="button" href={href} download="mien-results.csv">{ "Download CSV" }</a> },
+                    None => html! {},
+                } }
+                { match json_href {
+                    Some(href) => html! { <a id="download-json" class="button" href={href} download="mien-results.json">{ "Download JSON" }</a> },
+                    None => html! {},
+                } }
+            </div>
+            { if !ctx.ready() { html! { <p class="note">{ "Photos added now are processed as soon as the models have loaded." }</p> } } else { html! {} } }
+        </section>
+        <section id="photos" class="photos" aria-live="polite">
+            { for state.photos.iter().rev().map(photo_card) }
+        </section>
+        </>
+    }
+}
+
+/// An object URL for a download (kept alive for the page's lifetime; results are small).
+fn download_url(text: &str, mime: &str) -> String {
+    let url = ObjectUrl::from(Blob::new_with_options(text, Some(mime)));
+    let s = url.to_string();
+    std::mem::forget(url);
+    s
+}
+
+/// One row per face: file, face number, box, detector score, top emotion and every probability.
+pub fn results_csv(results: &[(&str, &DetectReply)]) -> String {
+    let labels: Vec<Emotion> =
+        results.iter().find(|(_, r)| !r.labels.is_empty()).map(|(_, r)| r.labels.clone()).unwrap_or_default();
+    let mut out = String::from("file,face,x1,y1,x2,y2,score,emotion,confidence");
+    for l in &labels {
+        out.push_str(&format!(",p_{}", l.name()));
+    }
+    out.push('\n');
+    for (name, r) in results {
+        let name = format!("\"{}\"", name.replace('"', "\"\""));
+        if r.faces.is_empty() {
+            out.push_str(&format!("{name},,,,,,,,\n"));
+        }
+        for (i, f) in r.faces.iter().enumerate() {
+            let b = f.face.bbox;
+            let (emotion, confidence) = top(&r.labels, &f.probabilities);
+            out.push_str(&format!(
+                "{name},{},{:.1},{:.1},{:.1},{:.1},{:.4},{},{:.4}",
+                i + 1,
+                b[0],
+                b[1],
+                b[2],
+                b[3],
+                f.face.score,
+                emotion,
+                confidence
+            ));
+            for p in &f.probabilities {
+                out.push_str(&format!(",{p:.4}"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn results_json(results: &[(&str, &DetectReply)]) -> String {
+    let v: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(name, r)| {
+            serde_json::json!({
+                "file": name, "width": r.width, "height": r.height, "labels": r.labels,
+                "faces": r.faces, "detect_ms": r.detect_ms, "classify_ms": r.classify_ms, "backend": r.backend,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+/// The most probable emotion's name and probability ("" when unclassified).
+pub fn top(labels: &[Emotion], probs: &[f32]) -> (&'static str, f32) {
+    let mut best = ("", 0.0f32);
+    for (&p, l) in probs.iter().zip(labels) {
+        if p > best.1 || best.0.is_empty() {
+            best = (l.name(), p);
+        }
+    }
+    best
+}
+
+fn files_of(list: Option<FileList>) -> Vec<File> {
+    let Some(list) = list else { return Vec::new() };
+    (0..list.length()).filter_map(|i| list.get(i)).collect()
+}
+
+/// Probability bars of one face, most probable first.
+pub fn probability_bars(labels: &[Emotion], probs: &[f32]) -> Html {
+    let mut order: Vec<usize> = (0..probs.len().min(labels.len())).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    html! {
+        <ul class="probs">
+            { for order.into_iter().map(|i| html! {
+                <li data-label={labels[i].name()} data-p={format!("{:.4}", probs[i])}>
+                    <span class="label">{ labels[i].name() }</span>
+                    <span class="bar"><span style={format!("width:{:.1}%", 100.0 * probs[i])}></span></span>
+                    <span class="pct">{ format!("{:.0}%", 100.0 * probs[i]) }</span>
+                </li>
+            }) }
+        </ul>
+    }
+}
+
+fn photo_card(photo: &Photo) -> Html {
+    let url = photo.url.to_string();
+    match &photo.status {
+        Status::Pending => html! {
+            <article class="photo" key={photo.id} data-name={photo.name.clone()} data-state="pending">
+                <figure><img src={url} alt={photo.name.clone()} /></figure>
+                <p class="caption">{ format!("{} · working…", photo.name) }</p>
+            </article>
+        },
+        Status::Failed(e) => html! {
+            <article class="photo failed" key={photo.id} data-name={photo.name.clone()} data-state="error">
+                <p class="caption">{ photo.name.clone() }</p>
+                <p class="error" role="alert">{ e.clone() }</p>
+            </article>
+        },
+        Status::Done(r) => {
+            let json = serde_json::to_string(r).unwrap_or_default();
+            let n = r.faces.len();
+            let caption = format!(
+                "{} · {} face{} · detect {:.0} ms, classify {:.0} ms on {}",
+                photo.name,
+                n,
+                if n == 1 { "" } else { "s" },
+                r.detect_ms,
+                r.classify_ms,
+                r.backend
+            );
+            let stroke = (r.width.max(r.height) as f32 / 300.0).max(1.0);
+            let font = (r.width.max(r.height) as f32 / 28.0).max(10.0);
+            html! {
+                <article class="photo" key={photo.id} data-name={photo.name.clone()} data-state="done"
+                    data-faces={n.to_string()} data-result={json}>
+                    <figure>
+                        <img src={url} alt={photo.name.clone()} />
+                        <svg class="overlay" viewBox={format!("0 0 {} {}", r.width, r.height)} preserveAspectRatio="none">
+                            { for r.faces.iter().enumerate().map(|(i, f)| {
+                                let b = f.face.bbox;
+                                html! {
+                                    <g class="face">
+                                        <rect x={b[0].to_string()} y={b[1].to_string()}
+                                            width={f.face.width().to_string()} height={f.face.height().to_string()}
+                                            stroke-width={stroke.to_string()} />
+                                        { for f.face.landmarks.iter().map(|p| html! {
+                                            <circle cx={p[0].to_string()} cy={p[1].to_string()} r={(stroke * 2.0).to_string()} />
+                                        }) }
+                                        <text x={b[0].to_string()} y={(b[1] - stroke * 2.0).max(font).to_string()}
+                                            font-size={font.to_string()}>{ format!("{}", i + 1) }</text>
+                                    </g>
+                                }
+                            }) }
+                        </svg>
+                    </figure>
+                    <p class="caption">{ caption }</p>
+                    { if r.labels.is_empty() { html! {} } else { html! {
+                        <ol class="faces">
+                            { for r.faces.iter().map(|f| {
+                                let (emotion, p) = top(&r.labels, &f.probabilities);
+                                html! {
+                                    <li class="face-result" data-emotion={emotion}>
+                                        <strong>{ format!("{emotion} {:.0}%", 100.0 * p) }</strong>
+                                        { probability_bars(&r.labels, &f.probabilities) }
+                                    </li>
+                                }
+                            }) }
+                        </ol>
+                    } } }
+                </article>
+            }
+        }
+    }
+}
+
+/// Index of the largest probability.
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+}

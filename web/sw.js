@@ -1,0 +1,49 @@
+// Service worker: keeps the app's own files (code, weights, reports) in the Cache API, so a
+// reload starts from the cache and the app works offline after the first visit. Nothing but
+// same-origin GET requests is touched; nothing is ever sent anywhere.
+const CACHE = 'mien-v1';
+const CORE = [
+  './',
+  './index.html',
+  './mien-web.js',
+  './mien-web_bg.wasm',
+  './worker.js',
+  './assets/mtcnn/pnet.safetensors',
+  './assets/mtcnn/rnet.safetensors',
+  './assets/mtcnn/onet.safetensors',
+  './assets/model/manifest.json',
+  './assets/model/classifier.safetensors',
+];
+
+self.addEventListener('install', (event) => {
+  // Best effort: a file that fails to download is fetched (and cached) on first use instead.
+  event.waitUntil(caches.open(CACHE).then((c) => Promise.all(CORE.map((u) => c.add(u).catch(() => null)))).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    caches.keys().then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k)))).then(() => self.clients.claim()),
+  );
+});
+
+// Stale-while-revalidate: answer from the cache at once, refresh the copy in the background.
+self.addEventListener('fetch', (event) => {
+  const req = event.request;
+  if (req.method !== 'GET' || new URL(req.url).origin !== self.location.origin) return;
+  event.respondWith(
+    caches.open(CACHE).then(async (cache) => {
+      const cached = await cache.match(req, { ignoreSearch: true });
+      const fresh = fetch(req)
+        .then((resp) => {
+          if (resp.ok) cache.put(req, resp.clone());
+          return resp;
+        })
+        .catch(() => null);
+      if (cached) {
+        event.waitUntil(fresh);
+        return cached;
+      }
+      return (await fresh) || new Response('offline, and this file was never fetched', { status: 504 });
+    }),
+  );
+});
