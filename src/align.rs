@@ -15,15 +15,20 @@ use crate::frame::Frame;
 pub struct CropConfig {
     /// Output side, in pixels.
     pub size: u32,
-    /// Extra border on each side, as a fraction of the box's longer side (0.0 = the box itself).
+    /// Extra border on each side, as a fraction of the box's longer side (0.0 = the box itself;
+    /// negative values cut tighter, down to -0.4).
     pub margin: f32,
+    /// Moves the window down by this fraction of its side (negative: up). Datasets centre their
+    /// faces differently (some keep the forehead, some the chin).
+    #[serde(default)]
+    pub shift: f32,
     /// Rotate so the eye line is level.
     pub align: bool,
 }
 
 impl Default for CropConfig {
     fn default() -> Self {
-        CropConfig { size: 48, margin: 0.1, align: true }
+        CropConfig { size: 48, margin: 0.1, shift: 0.0, align: true }
     }
 }
 
@@ -77,12 +82,10 @@ const CENTRE_UP_SHIFT: f32 = 0.1;
 /// crop as the upright one. The constants make both agree on upright faces.
 pub fn crop_geometry(face: &Face, config: &CropConfig) -> CropGeometry {
     let [x1, y1, x2, y2] = face.bbox;
-    let margin = 1.0 + 2.0 * config.margin.max(0.0);
-    let box_geometry = CropGeometry {
-        centre: [(x1 + x2) / 2.0, (y1 + y2) / 2.0],
-        side: (x2 - x1).max(y2 - y1).max(1.0) * margin,
-        angle: 0.0,
-    };
+    let margin = 1.0 + 2.0 * config.margin.clamp(-0.4, 4.0);
+    let shift = config.shift.clamp(-1.0, 1.0);
+    let side = (x2 - x1).max(y2 - y1).max(1.0) * margin;
+    let box_geometry = CropGeometry { centre: [(x1 + x2) / 2.0, (y1 + y2) / 2.0 + shift * side], side, angle: 0.0 };
     if !config.align {
         return box_geometry;
     }
@@ -96,8 +99,11 @@ pub fn crop_geometry(face: &Face, config: &CropConfig) -> CropGeometry {
         return box_geometry;
     }
     let mid = [(eyes[0] + mouth[0]) / 2.0, (eyes[1] + mouth[1]) / 2.0];
-    let centre = [mid[0] - down[0] / d * CENTRE_UP_SHIFT * d, mid[1] - down[1] / d * CENTRE_UP_SHIFT * d];
-    CropGeometry { centre, side: BOX_PER_EYE_MOUTH * d * margin, angle }
+    let side = BOX_PER_EYE_MOUTH * d * margin;
+    // Along the face's own down direction (eyes to mouth), so the shift turns with the face.
+    let along = side * shift - CENTRE_UP_SHIFT * d;
+    let centre = [mid[0] + down[0] / d * along, mid[1] + down[1] / d * along];
+    CropGeometry { centre, side, angle }
 }
 
 /// Cuts the aligned gray crop of `face` out of `frame`. Parts of the window outside the frame

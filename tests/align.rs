@@ -63,7 +63,7 @@ fn ncc(a: &[u8], b: &[u8]) -> f64 {
 fn crop_levels_the_eyes_and_has_the_requested_size() {
     let frame = load("faces/grace_hopper.jpg");
     let face = best_face(&frame);
-    let config = CropConfig { size: 64, margin: 0.15, align: true };
+    let config = CropConfig { size: 64, margin: 0.15, shift: 0.0, align: true };
     let crop = crop_face(&frame, &face, &config);
     assert_eq!(crop.size, 64);
     assert_eq!(crop.pixels.len(), 64 * 64);
@@ -80,7 +80,7 @@ fn crop_levels_the_eyes_and_has_the_requested_size() {
 
 #[test]
 fn a_turned_photo_gives_the_same_aligned_crop() {
-    let config = CropConfig { size: 48, margin: 0.1, align: true };
+    let config = CropConfig { size: 48, margin: 0.1, shift: 0.0, align: true };
     for rel in ["faces/astronaut_eileen_collins.png", "faces/grace_hopper.jpg"] {
         let upright = load(rel);
         let turned = rotate(&upright, 20.0);

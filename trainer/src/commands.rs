@@ -236,7 +236,8 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     eprintln!("training on {} images, validating on {}", tr.len(), val.len());
     std::fs::create_dir_all(out)?;
     let trained = train(&tr, &val, labels.len(), cfg, Some(&out.join("checkpoints")), resume, false)?;
-    write_model(out, &trained.net, cfg, &labels, &trained.history, &dataset, tr.len())
+    let reproduce = reproduce_command(&dataset.root, cfg, out);
+    write_model(out, &trained.net, cfg, &labels, &trained.history, &dataset, tr.len(), reproduce)
 }
 
 /// The command line that reproduces a training run with `cfg` on `data`.
@@ -289,6 +290,7 @@ fn train_args(cfg: &TrainConfig) -> String {
     cmd
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Writes a model folder: `classifier.safetensors` and a `manifest.json` that says everything
 /// needed to use the weights as trained, and where they came from.
 pub fn write_model(
@@ -299,6 +301,7 @@ pub fn write_model(
     history: &[crate::train::EpochStats],
     dataset: &Dataset,
     train_images: usize,
+    reproduce: String,
 ) -> Result<()> {
     use mien::burn::module::Module;
     std::fs::create_dir_all(out)?;
@@ -345,7 +348,7 @@ pub fn write_model(
     info.insert("parameters".into(), net.num_params().into());
     info.insert("weights_bytes".into(), bytes.into());
     info.insert("train_counts".into(), counts.into());
-    info.insert("reproduce".into(), reproduce_command(&dataset.root, cfg, out).into());
+    info.insert("reproduce".into(), reproduce.into());
     info.insert(
         "weaknesses".into(),
         "Trained on 48×48 gray FER2013 crops: faces far from frontal, strong side light, and the rare classes \
@@ -405,7 +408,15 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     let net = crate::train::load_weights(&checkpoints.join("best.safetensors"), &cfg, num_classes, &Device::flex())?;
     let train_images =
         (dataset.samples.iter().filter(|s| s.usage.as_deref().is_none_or(|u| u == "Training")).count() * 9) / 10;
-    write_model(out, &net, &cfg, &labels, &history, &dataset, train_images)
+    let run_dir = checkpoints.parent().unwrap_or(checkpoints);
+    let reproduce = format!(
+        "{} && cargo run --release -p mien-trainer -- export --data {} --checkpoints {} --out {}",
+        reproduce_command(&dataset.root, &cfg, run_dir),
+        data.display(),
+        checkpoints.display(),
+        out.display()
+    );
+    write_model(out, &net, &cfg, &labels, &history, &dataset, train_images, reproduce)
 }
 
 /// The model folder the web app ships (`assets/model` of this repository).

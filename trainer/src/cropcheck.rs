@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use mien::align::{crop_face, ncc, CropConfig, FaceCrop};
-use mien::{ExpressionClassifier, Frame};
+use mien::{ExpressionClassifier, Face, Frame};
 use serde::Serialize;
 
 use crate::augment::SplitMix64;
@@ -51,35 +51,30 @@ pub fn synthetic_frame(crop: &[u8], side: u32, rng: &mut SplitMix64) -> Result<F
     Ok(Frame::from_gray(CANVAS, CANVAS, &canvas)?)
 }
 
-/// What the pipeline did on a set of images, at one crop margin.
+/// What the pipeline did on a set of images, with one crop convention.
 #[derive(Debug, Clone, Serialize)]
 pub struct CropCheck {
     pub margin: f32,
+    pub shift: f32,
+    /// Whether the crop was turned to level the eyes.
+    pub align: bool,
     pub images: usize,
     /// Images where the detector found a face.
     pub detected: usize,
     /// Accuracy of the model on the dataset crops fed directly.
-    pub direct_accuracy: f64,
+    pub direct_accuracy: Option<f64>,
     /// Accuracy through detection + aligned crop (an image without a detected face counts as wrong).
-    pub pipeline_accuracy: f64,
+    pub pipeline_accuracy: Option<f64>,
     /// Images where both ways predict the same emotion, as a fraction of the detected ones.
-    pub agreement: f64,
+    pub agreement: Option<f64>,
     /// Mean NCC between the pipeline's crop and the dataset crop, over the detected images.
     pub mean_ncc: f64,
 }
 
-/// Runs the check on `examples` for each margin in `margins`.
-pub fn check(
-    classifier: &ExpressionClassifier,
-    examples: &[Example],
-    margins: &[f32],
-    seed: u64,
-) -> Result<Vec<CropCheck>> {
-    let manifest = classifier.manifest().clone();
-    let side = manifest.input_size;
+/// Each example pasted into a synthetic frame, and the best face the detector finds there.
+pub fn detect_all(examples: &[Example], side: u32, seed: u64) -> Result<Vec<(Frame, Option<Face>)>> {
     let det = detector(40.0)?;
     let mut rng = SplitMix64::new(seed);
-    // Detection does not depend on the margin: find every face once.
     let mut found = Vec::with_capacity(examples.len());
     for (i, e) in examples.iter().enumerate() {
         let frame = synthetic_frame(&e.pixels, side, &mut rng)?;
@@ -90,39 +85,51 @@ pub fn check(
         }
     }
     eprintln!();
-    let direct: Vec<usize> = {
-        let crops: Vec<FaceCrop> = examples.iter().map(|e| FaceCrop { size: side, pixels: e.pixels.clone() }).collect();
-        predictions(classifier, &crops)?
-    };
-    let direct_correct = direct.iter().zip(examples).filter(|(p, e)| **p == e.label).count();
-    let mut out = Vec::new();
-    for &margin in margins {
-        let config = CropConfig { margin, ..manifest.crop };
-        let mut crops = Vec::new();
-        let mut which = Vec::new();
-        for (i, (frame, face)) in found.iter().enumerate() {
-            if let Some(face) = face {
-                crops.push(crop_face(frame, face, &config));
-                which.push(i);
-            }
+    Ok(found)
+}
+
+/// Crops every found face with `config` and scores the crops: likeness to the dataset crop
+/// always, accuracy and agreement when `classifier` is given.
+pub fn score(
+    classifier: Option<&ExpressionClassifier>,
+    examples: &[Example],
+    found: &[(Frame, Option<Face>)],
+    config: &CropConfig,
+) -> Result<CropCheck> {
+    let mut crops = Vec::new();
+    let mut which = Vec::new();
+    for (i, (frame, face)) in found.iter().enumerate() {
+        if let Some(face) = face {
+            crops.push(crop_face(frame, face, config));
+            which.push(i);
         }
-        let preds = predictions(classifier, &crops)?;
-        let correct = preds.iter().zip(&which).filter(|(p, &i)| **p == examples[i].label).count();
-        let agree = preds.iter().zip(&which).filter(|(p, &i)| **p == direct[i]).count();
-        let ncc_sum: f64 = crops.iter().zip(&which).map(|(c, &i)| ncc(&c.pixels, &examples[i].pixels)).sum();
-        let n = examples.len().max(1) as f64;
-        let d = which.len().max(1) as f64;
-        out.push(CropCheck {
-            margin,
-            images: examples.len(),
-            detected: which.len(),
-            direct_accuracy: direct_correct as f64 / n,
-            pipeline_accuracy: correct as f64 / n,
-            agreement: agree as f64 / d,
-            mean_ncc: ncc_sum / d,
-        });
     }
-    Ok(out)
+    let n = examples.len().max(1) as f64;
+    let d = which.len().max(1) as f64;
+    let ncc_sum: f64 = crops.iter().zip(&which).map(|(c, &i)| ncc(&c.pixels, &examples[i].pixels)).sum();
+    let mut row = CropCheck {
+        margin: config.margin,
+        shift: config.shift,
+        align: config.align,
+        images: examples.len(),
+        detected: which.len(),
+        direct_accuracy: None,
+        pipeline_accuracy: None,
+        agreement: None,
+        mean_ncc: ncc_sum / d,
+    };
+    if let Some(classifier) = classifier {
+        let side = classifier.manifest().input_size;
+        let direct_crops: Vec<FaceCrop> =
+            examples.iter().map(|e| FaceCrop { size: side, pixels: e.pixels.clone() }).collect();
+        let direct = predictions(classifier, &direct_crops)?;
+        let preds = predictions(classifier, &crops)?;
+        row.direct_accuracy = Some(direct.iter().zip(examples).filter(|(p, e)| **p == e.label).count() as f64 / n);
+        row.pipeline_accuracy =
+            Some(preds.iter().zip(&which).filter(|(p, &i)| **p == examples[i].label).count() as f64 / n);
+        row.agreement = Some(preds.iter().zip(&which).filter(|(p, &i)| **p == direct[i]).count() as f64 / d);
+    }
+    Ok(row)
 }
 
 fn predictions(classifier: &ExpressionClassifier, crops: &[FaceCrop]) -> Result<Vec<usize>> {
@@ -144,28 +151,33 @@ fn sample(mut examples: Vec<Example>, limit: usize, seed: u64) -> Vec<Example> {
 }
 
 fn print(rows: &[CropCheck]) {
+    let pct = |v: Option<f64>| v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     println!(
-        "{:>7} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9}",
-        "margin", "images", "detected", "direct", "pipeline", "agreement", "crop NCC"
+        "{:>7} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9}",
+        "margin", "shift", "align", "images", "detected", "direct", "pipeline", "agreement", "crop NCC"
     );
     for r in rows {
         println!(
-            "{:>7.2} {:>7} {:>8.1}% {:>7.2}% {:>8.2}% {:>9.1}% {:>9.3}",
+            "{:>7.3} {:>6.3} {:>6} {:>7} {:>8.1}% {:>8} {:>9} {:>10} {:>9.3}",
             r.margin,
+            r.shift,
+            if r.align { "yes" } else { "no" },
             r.images,
             100.0 * r.detected as f64 / r.images.max(1) as f64,
-            100.0 * r.direct_accuracy,
-            100.0 * r.pipeline_accuracy,
-            100.0 * r.agreement,
+            pct(r.direct_accuracy),
+            pct(r.pipeline_accuracy),
+            pct(r.agreement),
             r.mean_ncc
         );
     }
 }
 
-/// `crop-check`: with `tune`, picks the margin on the dataset's training images and writes it to
-/// the model's manifest; then measures the model's margin on the hold-out images and writes a report.
+/// `crop-check`: with `tune`, picks the crop margin and shift on the dataset's training images (by
+/// crop likeness) and writes them to the model's manifest; then measures the model's crop
+/// convention on the hold-out images and writes a report.
 pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, report: &Path) -> Result<()> {
     let mut classifier = load_classifier(model)?;
+    let side = classifier.manifest().input_size;
     if tune {
         let mut dataset = open_dataset(data)?;
         dataset.samples.retain(|s| {
@@ -173,38 +185,65 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
                 && classifier.manifest().labels.contains(&s.label)
         });
         eprintln!(
-            "tuning the crop margin on {} training images (of {})",
+            "tuning the crop on {} training images (of {})",
             limit.min(dataset.samples.len()),
             dataset.samples.len()
         );
         let (examples, _, labels) = examples_of(&dataset, &classifier.manifest().crop)?;
+        let manifest_labels = classifier.manifest().labels.clone();
         let examples: Vec<Example> = examples
             .into_iter()
-            .map(|e| Example {
-                label: classifier.manifest().labels.iter().position(|l| *l == labels[e.label]).unwrap_or(0),
-                ..e
-            })
+            .map(|e| Example { label: manifest_labels.iter().position(|l| *l == labels[e.label]).unwrap_or(0), ..e })
             .collect();
-        let margins: Vec<f32> = (0..=8).map(|i| i as f32 * 0.025 - 0.05).collect();
-        let rows = check(&classifier, &sample(examples, limit, seed), &margins, seed)?;
-        println!("training images (tuning):");
+        let examples = sample(examples, limit, seed);
+        let found = detect_all(&examples, side, seed)?;
+        let base = classifier.manifest().crop;
+        let mut grid = Vec::new();
+        for align in [true, false] {
+            for m in 0..=10 {
+                for sh in 0..=8 {
+                    let (margin, shift) = (-0.3 + 0.04 * m as f32, -0.16 + 0.04 * sh as f32);
+                    let config = CropConfig { margin, shift, align, ..base };
+                    grid.push(score(None, &examples, &found, &config)?);
+                }
+            }
+        }
+        grid.sort_by(|a, b| b.mean_ncc.total_cmp(&a.mean_ncc));
+        println!("training images, the 5 most alike crop conventions of {}:", grid.len());
+        let top: Vec<CropCheck> = grid.iter().take(5).cloned().collect();
+        print(&top);
+        let best = &grid[0];
+        let chosen = CropConfig { margin: best.margin, shift: best.shift, align: best.align, ..base };
+        let default = CropConfig { size: side, ..CropConfig::default() };
+        let rows = vec![
+            score(Some(&classifier), &examples, &found, &default)?,
+            score(Some(&classifier), &examples, &found, &chosen)?,
+        ];
+        println!("training images, the default crop and the chosen one:");
         print(&rows);
-        let best = rows.iter().max_by(|a, b| a.mean_ncc.total_cmp(&b.mean_ncc)).context("no margins")?;
-        println!("chosen margin: {:.3} (highest crop NCC)", best.margin);
         let path = model.join("manifest.json");
         let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-        manifest["crop"]["margin"] = serde_json::json!(best.margin);
-        manifest["info"]["crop_tuning"] = serde_json::to_value(&rows)?;
+        manifest["crop"] = serde_json::to_value(chosen)?;
+        manifest["info"]["crop_tuning"] = serde_json::json!({
+            "images": examples.len(), "seed": seed, "criterion": "mean NCC of the pipeline crop with the dataset crop",
+            "top": top, "default_vs_chosen": rows,
+        });
         std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
-        eprintln!("margin {:.3} written to {}", best.margin, path.display());
+        eprintln!(
+            "margin {:.3}, shift {:.3}, align {} written to {}",
+            chosen.margin,
+            chosen.shift,
+            chosen.align,
+            path.display()
+        );
         classifier = load_classifier(model)?;
     }
     let mut dataset = open_dataset(data)?;
     let examples = sample(holdout_examples(&mut dataset, classifier.manifest())?, limit, seed);
-    let margin = classifier.manifest().crop.margin;
-    let rows = check(&classifier, &examples, &[margin], seed)?;
-    println!("hold-out images, the model's margin:");
-    print(&rows);
+    let found = detect_all(&examples, side, seed)?;
+    let row = score(Some(&classifier), &examples, &found, &classifier.manifest().crop)?;
+    println!("hold-out images, the model's crop convention:");
+    print(std::slice::from_ref(&row));
     let value = serde_json::json!({
         "schema_version": 1,
         "kind": "crop_check",
@@ -214,7 +253,7 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
         "seed": seed,
         "canvas": CANVAS,
         "upscale": UPSCALE,
-        "result": rows[0],
+        "result": row,
     });
     if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -121,7 +121,7 @@ fn crop_of(
 
 fn cache_path(dir: &Path, source: &Path, crop: &CropConfig) -> PathBuf {
     // FNV-1a of the source path and crop settings: stable across runs and platforms.
-    let key = format!("{}|{}|{}|{}", source.display(), crop.size, crop.margin, crop.align);
+    let key = format!("{}|{}|{}|{}|{}", source.display(), crop.size, crop.margin, crop.align, crop.shift);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.bytes() {
         h ^= b as u64;

@@ -329,7 +329,8 @@ fn crop_section(crop: &Loaded) -> Html {
                     <tr><th>{ "accuracy, dataset crop" }</th><td>{ pct(r["direct_accuracy"].as_f64().unwrap_or(0.0)) }</td></tr>
                     <tr><th>{ "accuracy, full frame through the pipeline" }</th><td id="crop-pipeline">{ pct(r["pipeline_accuracy"].as_f64().unwrap_or(0.0)) }</td></tr>
                     <tr><th>{ "same prediction both ways" }</th><td>{ pct(r["agreement"].as_f64().unwrap_or(0.0)) }</td></tr>
-                    <tr><th>{ "crop margin (tuned on training images)" }</th><td>{ format!("{:.3}", r["margin"].as_f64().unwrap_or(0.0)) }</td></tr>
+                    <tr><th>{ "crop (tuned on training images)" }</th><td>{ format!("margin {:.2}, shift {:.2}, {}", r["margin"].as_f64().unwrap_or(0.0), r["shift"].as_f64().unwrap_or(0.0),
+                        if r["align"].as_bool() == Some(true) { "eyes levelled" } else { "not rotated" }) }</td></tr>
                 </tbody>
             </table>
         </section>
@@ -364,8 +365,10 @@ fn model_card(manifest: &Loaded, shipped: &Loaded) -> Html {
                 <tbody>
                     { row("task", format!("facial expression of an aligned gray face crop → {} emotions", labels.len())) }
                     { row("labels", labels.join(", ")) }
-                    { row("input", format!("{0}×{0} gray, (pixel/255 − {1}) / {2}; crop margin {3:.3}, eyes levelled{4}", m["input_size"], m["mean"], m["std"],
-                        m["crop"]["margin"].as_f64().unwrap_or(0.0), if m["flip_average"].as_bool() == Some(true) { "; prediction averaged with the mirror image" } else { "" })) }
+                    { row("input", format!("{0}×{0} gray, (pixel/255 − {1}) / {2}; crop margin {3:.2}, shift {4:.2}, {5}{6}", m["input_size"], m["mean"], m["std"],
+                        m["crop"]["margin"].as_f64().unwrap_or(0.0), m["crop"]["shift"].as_f64().unwrap_or(0.0),
+                        if m["crop"]["align"].as_bool() == Some(true) { "eyes levelled" } else { "not rotated" },
+                        if m["flip_average"].as_bool() == Some(true) { "; prediction averaged with the mirror image" } else { "" })) }
                     { row("network", info["architecture"].as_str().unwrap_or("ExpressionNet").to_string()) }
                     { row("size", info["weights_bytes"].as_u64().map(|b| format!("{:.2} MB of weights ({} parameters)", b as f64 / 1e6, info["parameters"])).unwrap_or_else(|| "—".into())) }
                     { row("training data", info["training_data"].as_str().unwrap_or("—").to_string()) }
