@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -91,6 +92,41 @@ struct CheckpointState {
     best_val: Option<f64>,
     best_epoch: usize,
     history: Vec<EpochStats>,
+    /// The network's parameter ids in traversal order. The optimizer state is keyed by them, and
+    /// burn draws them at random when a network is built, so a resumed run must restore them.
+    #[serde(default)]
+    param_ids: Vec<u64>,
+}
+
+/// Collects the float parameters' ids in traversal order.
+struct IdCollector(Vec<u64>);
+
+impl ModuleVisitor for IdCollector {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id.val());
+    }
+}
+
+/// Gives the float parameters the ids of a [`IdCollector`] run, in the same order.
+struct IdRestorer {
+    ids: Vec<u64>,
+    next: usize,
+}
+
+impl ModuleMapper for IdRestorer {
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if let Some(&id) = self.ids.get(self.next) {
+            param.id = ParamId::from(id);
+        }
+        self.next += 1;
+        param
+    }
+}
+
+fn param_ids(net: &ExpressionNet) -> Vec<u64> {
+    let mut c = IdCollector(Vec::new());
+    net.visit(&mut c);
+    c.0
 }
 
 /// The settings, output count and epoch history of a checkpoint folder.
@@ -231,6 +267,7 @@ pub fn train(
         best_val: None,
         best_epoch: 0,
         history: Vec::new(),
+        param_ids: Vec::new(),
     };
     let paths = checkpoint_dir.map(|d| {
         let _ = std::fs::create_dir_all(d);
@@ -247,6 +284,9 @@ pub fn train(
                     st.display()
                 );
                 net = load_weights(last, cfg, num_classes, &device)?;
+                if saved.param_ids.len() == param_ids(&net).len() {
+                    net = net.map(&mut IdRestorer { ids: saved.param_ids.clone(), next: 0 });
+                }
                 if opt.exists() {
                     optim = optim.load(opt).map_err(|e| anyhow::anyhow!("loading {}: {e:?}", opt.display()))?;
                 }
@@ -289,6 +329,9 @@ pub fn train(
 
     for epoch in state.epoch..cfg.epochs {
         let started = Instant::now();
+        // Dropout draws from the device's generator: seeding it per epoch makes a resumed run
+        // draw exactly what an uninterrupted one draws.
+        device.seed(cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
         // A per-epoch generator: resuming at epoch k replays exactly what an uninterrupted run does.
         let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -376,6 +419,7 @@ pub fn train(
         }
         state.history.push(stats);
         state.epoch = epoch + 1;
+        state.param_ids = param_ids(&net);
         let improved = match (val_accuracy, state.best_val) {
             (Some(v), Some(b)) => v > b,
             (Some(_), None) => true,

@@ -121,8 +121,17 @@ fn error_json(message: &str) -> String {
 async fn init(wanted: &str) -> Result<(State, String), String> {
     let weights = fetch_weights().await?;
     let mut note = String::new();
+    let software = if wanted == "auto" { software_webgpu().await } else { None };
     let (device, backend) = match wanted {
         "cpu" => (Device::flex(), "CPU"),
+        "auto" if software.is_some() => {
+            note = format!(
+                "this browser's WebGPU runs on a software renderer ({}), which is slower than the CPU path; \
+                 using the CPU backend (choose WebGPU to use it anyway)",
+                software.unwrap_or_default()
+            );
+            (Device::flex(), "CPU")
+        }
         _ => match Device::wgpu_options().init_async().await {
             Ok(d) => (d, "WebGPU"),
             Err(e) => {
@@ -158,6 +167,37 @@ async fn init(wanted: &str) -> Result<(State, String), String> {
         c.classify_async(&[&crop]).await.map_err(|e| e.to_string())?;
     }
     Ok((State { detector, classifier, backend }, note))
+}
+
+/// The name of the browser's WebGPU adapter when it is a software fallback (SwiftShader, say):
+/// on such an adapter burn runs many times slower than on the CPU backend.
+async fn software_webgpu() -> Option<String> {
+    let gpu = Reflect::get(&scope().navigator(), &"gpu".into()).ok().filter(|g| !g.is_undefined())?;
+    let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined())?;
+    let info = Reflect::get(&adapter, &"info".into()).ok().filter(|i| !i.is_undefined());
+    let field = |obj: &JsValue, key: &str| Reflect::get(obj, &key.into()).ok();
+    let fallback = field(&adapter, "isFallbackAdapter").and_then(|v| v.as_bool()).unwrap_or(false)
+        || info.as_ref().and_then(|i| field(i, "isFallbackAdapter")).and_then(|v| v.as_bool()).unwrap_or(false);
+    let name: String = info
+        .as_ref()
+        .map(|i| {
+            ["vendor", "architecture", "device", "description"]
+                .iter()
+                .filter_map(|k| field(i, k).and_then(|v| v.as_string()))
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    (fallback || name.to_lowercase().contains("swiftshader")).then(|| {
+        if name.is_empty() {
+            "a fallback adapter".into()
+        } else {
+            name
+        }
+    })
 }
 
 async fn load_classifier(device: &Device) -> Result<ExpressionClassifier, String> {
