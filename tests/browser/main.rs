@@ -262,8 +262,12 @@ async fn live_camera_finds_and_classifies_a_smiling_face() {
 async fn live_page_without_a_camera_says_so_and_keeps_working() {
     // No fake device: headless Chromium has no camera at all.
     let h = Harness::start(&dist(), &["--use-fake-ui-for-media-stream".to_string()]).await;
-    h.open("/?backend=cpu#/live").await;
-    wait_ready(&h).await;
+    // Auto backend: headless Chromium's only WebGPU adapter is SwiftShader, a software renderer
+    // many times slower than the CPU path, so Auto must pick the CPU and say why.
+    h.open("/#/live").await;
+    assert_eq!(wait_ready(&h).await, "CPU");
+    let note = h.eval("(document.querySelector('#engine-note') || {}).innerText || ''").await;
+    assert!(note.as_str().unwrap().contains("software renderer"), "engine note: {note}");
     h.wait_for("#camera-start", 30).await.click().await.unwrap();
     h.wait_for("#camera-state[data-state='failed']", 30).await;
     let text = h.eval("document.querySelector('#camera-state').innerText").await;

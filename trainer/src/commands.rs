@@ -479,7 +479,7 @@ pub fn holdout_examples(dataset: &mut Dataset, manifest: &ModelManifest) -> Resu
 }
 
 /// Evaluates a saved model folder (default: the shipped one) on a dataset (its test split if it has one).
-pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path) -> Result<()> {
+pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path, record: bool) -> Result<()> {
     let model = model.map(Path::to_path_buf).unwrap_or_else(shipped_model_dir);
     let classifier = load_classifier(&model)?;
     let mut dataset = open_dataset(data)?;
@@ -492,7 +492,21 @@ pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path) -> Resul
     r.meta.insert("dataset".into(), data.display().to_string().into());
     r.meta.insert("layout".into(), dataset.layout.to_string().into());
     r.meta.insert("flip_average".into(), classifier.manifest().flip_average.into());
-    write_report(report, &serde_json::to_value(&r)?)
+    write_report(report, &serde_json::to_value(&r)?)?;
+    if record {
+        // The model card carries its own headline numbers, keyed by the dataset's folder name.
+        let path = model.join("manifest.json");
+        let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        let key = data.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "dataset".into());
+        manifest["info"]["metrics"][&key] = serde_json::json!({
+            "accuracy": r.accuracy, "macro_f1": r.macro_f1, "images": m.total(),
+            "split": if dataset.layout.to_string().starts_with("FER2013") { "PublicTest" } else { "all" },
+            "report": report.display().to_string(),
+        });
+        std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+        eprintln!("accuracy recorded in {}", path.display());
+    }
+    Ok(())
 }
 
 pub fn default_report(name: &str) -> PathBuf {

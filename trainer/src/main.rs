@@ -78,6 +78,9 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = "reports/evaluate.json")]
         report: PathBuf,
+        /// Also record the accuracy in the model's manifest (its model card).
+        #[arg(long)]
+        record: bool,
     },
     /// Check that detection + aligned crop gives the model what dataset crops gave it (dataset
     /// crops pasted into larger frames); --tune picks the crop margin on training images first.
@@ -127,8 +130,8 @@ fn main() -> ExitCode {
         Command::Export { data, checkpoints, out } => {
             commands::export_model(&data, &checkpoints, &out).map(|_| ExitCode::SUCCESS)
         }
-        Command::Evaluate { model, data, report } => {
-            commands::evaluate_model(model.as_deref(), &data, &report).map(|_| ExitCode::SUCCESS)
+        Command::Evaluate { model, data, report, record } => {
+            commands::evaluate_model(model.as_deref(), &data, &report, record).map(|_| ExitCode::SUCCESS)
         }
     };
     match result {
