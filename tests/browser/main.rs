@@ -337,6 +337,12 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
     h.wait_for("#model-card", 30).await;
     h.wait_for("#curves", 30).await;
     h.screenshot("dashboard").await;
+    // Readable on a phone-sized window: nothing wider than the screen but the scrollable matrices.
+    h.client.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let overflow = h.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone by {overflow} px");
+    h.screenshot("dashboard-phone").await;
     h.assert_private();
     h.finish().await;
 }
