@@ -167,6 +167,12 @@ impl Harness {
         self.client.execute(&format!("return ({expr});"), vec![]).await.unwrap()
     }
 
+    /// Awaits a JS promise expression and returns its JSON value.
+    pub async fn eval_async(&self, expr: &str) -> serde_json::Value {
+        let script = format!("const done = arguments[arguments.length - 1]; Promise.resolve({expr}).then(done, e => done({{error: String(e)}}));");
+        self.client.execute_async(&script, vec![]).await.unwrap()
+    }
+
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();
         let dir = screenshot_dir();

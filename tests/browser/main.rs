@@ -130,6 +130,17 @@ async fn photos_on_the_cpu_path_match_native_detection() {
         .eval("Array.from(document.querySelectorAll('article.photo li.face-result')).map(li => li.dataset.emotion)")
         .await;
     assert!(emotions.as_array().unwrap().len() >= 9, "every face gets an emotion: {emotions}");
+    // The downloads hold the same results: a CSV row per face, a JSON entry per photo.
+    let csv = h.eval_async("fetch(document.querySelector('#download-csv').href).then(r => r.text())").await;
+    let csv = csv.as_str().unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("file,face,x1,y1,x2,y2,score,emotion,confidence,p_neutral"), "{}", rows[0]);
+    let astronaut_rows: Vec<&&str> =
+        rows.iter().filter(|r| r.starts_with("\"astronaut_eileen_collins.png\",1,")).collect();
+    assert_eq!(astronaut_rows.len(), 1, "{csv}");
+    assert!(astronaut_rows[0].contains(",happiness,"), "{}", astronaut_rows[0]);
+    let json = h.eval_async("fetch(document.querySelector('#download-json').href).then(r => r.json())").await;
+    assert_eq!(json.as_array().map(|a| a.len()), Some(files.len()), "{json}");
     h.screenshot("photos-cpu").await;
     h.assert_private();
     h.finish().await;
@@ -250,6 +261,13 @@ async fn live_camera_finds_and_classifies_a_smiling_face() {
     assert_eq!(h.eval("document.querySelectorAll('.stage svg g.face').length").await, 1);
     h.screenshot("live-cpu").await;
     assert_eq!(h.request_count(), requests_before, "the page fetched something while streaming");
+    // The camera goes away mid-stream (unplugged): a message and a way to restart.
+    h.eval("(() => { document.querySelector('.stage video').srcObject.getVideoTracks()[0].dispatchEvent(new Event('ended')); return true; })()").await;
+    h.wait_for("#camera-state[data-state='failed']", 10).await;
+    let text = h.eval("document.querySelector('#camera-state').innerText").await;
+    assert!(text.as_str().unwrap().contains("camera stopped"), "{text}");
+    h.wait_for("#camera-start", 10).await.click().await.unwrap();
+    h.wait_for("#camera-state[data-state='on']", 30).await;
     h.assert_private();
     // Stop, and the camera is released.
     h.wait_for("#camera-stop", 10).await.click().await.unwrap();
