@@ -73,6 +73,11 @@ impl Frame {
         if width > MAX_DIMENSION || height > MAX_DIMENSION {
             return Err(FrameError::TooLarge { width, height, max: MAX_DIMENSION });
         }
+        // The JPEG decoder fills a cut-off scan with gray rather than failing: catch it here, or a
+        // half-downloaded photo would be analysed as if whole.
+        if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
+            return Err(FrameError::Corrupt("the JPEG data stops before its end marker".into()));
+        }
         let mut reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| FrameError::Corrupt(e.to_string()))?;
@@ -148,6 +153,17 @@ impl Frame {
 }
 
 /// Width and height from a PNG, GIF, BMP or JPEG header, without decoding anything.
+/// Whether a JPEG has an end-of-image marker after its last start-of-scan. Inside entropy-coded
+/// data a 0xFF byte is always followed by 0x00 or a restart marker, so 0xFFD9 there is the real
+/// end; an embedded EXIF thumbnail's end marker comes before the main scan and does not count.
+fn jpeg_is_complete(b: &[u8]) -> bool {
+    let last = |marker: u8| b.windows(2).rposition(|w| w[0] == 0xFF && w[1] == marker);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
+}
+
 fn header_dimensions(b: &[u8]) -> Option<(u32, u32)> {
     let be32 = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
     let le16 = |i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?) as u32);
