@@ -516,10 +516,10 @@ fn own_photos() -> Html {
             <p class="note">{ "Choose a folder with one sub-folder per emotion (happy/, neutral/, …) or photos whose file names contain the emotion (anger_01.jpg). Each photo's largest face is classified here, in this tab; nothing is uploaded." }</p>
             <div class="settings">
                 <label class="button">{ "Choose a folder" }
-                    <input id="own-folder" type="file" multiple=true webkitdirectory=true onchange={on_files.clone()} hidden=true />
+                    <input id="own-folder" type="file" multiple=true webkitdirectory=true onchange={on_files.clone()} class="sr-only" />
                 </label>
                 <label class="button">{ "Choose photos" }
-                    <input id="own-files" type="file" multiple=true accept="image/*" onchange={on_files} hidden=true />
+                    <input id="own-files" type="file" multiple=true accept="image/*" onchange={on_files} class="sr-only" />
                 </label>
             </div>
             { result }
