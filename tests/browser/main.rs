@@ -141,6 +141,21 @@ async fn photos_on_the_cpu_path_match_native_detection() {
     assert!(astronaut_rows[0].contains(",happiness,"), "{}", astronaut_rows[0]);
     let json = h.eval_async("fetch(document.querySelector('#download-json').href).then(r => r.json())").await;
     assert_eq!(json.as_array().map(|a| a.len()), Some(files.len()), "{json}");
+    // The service worker holds the app's code and weights for instant reloads and offline use.
+    let cached = h
+        .eval_async(
+            "navigator.serviceWorker.ready.then(() => caches.open('mien-v1')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
+        )
+        .await;
+    for file in [
+        "/mien-web_bg.wasm",
+        "/mien-web.js",
+        "/worker.js",
+        "/assets/model/classifier.safetensors",
+        "/assets/mtcnn/onet.safetensors",
+    ] {
+        assert!(cached.as_array().unwrap().iter().any(|u| u == file), "{file} is not in the offline cache: {cached}");
+    }
     h.screenshot("photos-cpu").await;
     h.assert_private();
     h.finish().await;

@@ -10,3 +10,4 @@ pub mod cv;
 pub mod datasets;
 pub mod detect;
 pub mod train;
+pub mod tune;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use mien_trainer::train::TrainConfig;
-use mien_trainer::{bench, commands, cropcheck, detect};
+use mien_trainer::{bench, commands, cropcheck, detect, tune};
 
 #[derive(Parser)]
 #[command(name = "mien-trainer", version, about = "mien's native tools: detect faces, benchmark, train and evaluate")]
@@ -82,6 +82,21 @@ enum Command {
         #[arg(long)]
         record: bool,
     },
+    /// Random search over training settings, scored on subject-grouped validation folds of the
+    /// training data only; writes a leaderboard (resumable with the same seed).
+    Tune {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        trials: usize,
+        /// Validation folds per trial.
+        #[arg(long, default_value_t = 3)]
+        folds: usize,
+        #[arg(long, default_value = "reports/tune.json")]
+        leaderboard: PathBuf,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
     /// Check that detection + aligned crop gives the model what dataset crops gave it (dataset
     /// crops pasted into larger frames); --tune picks the crop margin on training images first.
     CropCheck {
@@ -126,6 +141,9 @@ fn main() -> ExitCode {
         }
         Command::Train { data, out, resume, train } => {
             commands::train_model(&data, &train.config(seed_of(&train)), &out, resume).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Tune { data, trials, folds, leaderboard, train } => {
+            tune::run(&data, trials, folds, &train.config(seed_of(&train)), &leaderboard).map(|_| ExitCode::SUCCESS)
         }
         Command::Export { data, checkpoints, out } => {
             commands::export_model(&data, &checkpoints, &out).map(|_| ExitCode::SUCCESS)
