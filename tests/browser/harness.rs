@@ -138,6 +138,8 @@ impl Harness {
         args.extend(extra_args.iter().cloned());
         let mut caps = Capabilities::new();
         caps.insert("browserName".into(), "chrome".into());
+        // Console messages and uncaught errors, read back by `console_errors`.
+        caps.insert("goog:loggingPrefs".into(), serde_json::json!({ "browser": "ALL" }));
         caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium(), "args": args }));
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
@@ -165,6 +167,21 @@ impl Harness {
     /// Runs a JS expression and returns its JSON value.
     pub async fn eval(&self, expr: &str) -> serde_json::Value {
         self.client.execute(&format!("return ({expr});"), vec![]).await.unwrap()
+    }
+
+    /// Console errors and uncaught exceptions (page and workers) since the last call, from
+    /// chromedriver's browser log.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
+        log.as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Awaits a JS promise expression and returns its JSON value.
@@ -203,10 +220,13 @@ impl Harness {
         );
     }
 
+    /// Ends the session; the page must not have logged an error or thrown (no console errors).
     pub async fn finish(mut self) {
+        let errors = self.console_errors().await;
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
     }
 }
 
@@ -298,5 +318,19 @@ fn mime_of(path: &Path) -> &'static str {
         "png" => "image/png",
         "svg" => "image/svg+xml",
         _ => "application/octet-stream",
+    }
+}
+
+/// chromedriver's `POST /session/{id}/se/log {"type": "browser"}` (not part of W3C WebDriver).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_string()))
     }
 }
