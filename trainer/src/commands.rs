@@ -213,7 +213,11 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
         seconds
     );
     let value = cv_report(&dataset, subjects_n, cfg, folds, &names, &fold_reports, seconds)?;
-    write_report(report, &value)
+    write_report(report, &value)?;
+    let png = report.with_extension("confusion.png");
+    crate::plots::confusion_png(&png, &names, &summary.pooled.counts)?;
+    eprintln!("confusion matrix plot written to {}", png.display());
+    Ok(())
 }
 
 /// Trains on a dataset (its own training split if it has one, else all of it minus a
@@ -237,6 +241,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     std::fs::create_dir_all(out)?;
     let trained = train(&tr, &val, labels.len(), cfg, Some(&out.join("checkpoints")), resume, false)?;
     let reproduce = reproduce_command(&dataset.root, cfg, out);
+    crate::plots::curves_png(&out.join("learning_curves.png"), &trained.history)?;
     write_model(out, &trained.net, cfg, &labels, &trained.history, &dataset, tr.len(), reproduce)
 }
 
@@ -409,6 +414,9 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     let train_images =
         (dataset.samples.iter().filter(|s| s.usage.as_deref().is_none_or(|u| u == "Training")).count() * 9) / 10;
     let run_dir = checkpoints.parent().unwrap_or(checkpoints);
+    let png = run_dir.join("learning_curves.png");
+    crate::plots::curves_png(&png, &history)?;
+    eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
         "{} && cargo run --release -p mien-trainer -- export --data {} --checkpoints {} --out {}",
         reproduce_command(&dataset.root, &cfg, run_dir),
@@ -493,6 +501,9 @@ pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path, record: 
     r.meta.insert("layout".into(), dataset.layout.to_string().into());
     r.meta.insert("flip_average".into(), classifier.manifest().flip_average.into());
     write_report(report, &serde_json::to_value(&r)?)?;
+    let png = report.with_extension("confusion.png");
+    crate::plots::confusion_png(&png, &m.labels, &m.counts)?;
+    eprintln!("confusion matrix plot written to {}", png.display());
     if record {
         // The model card carries its own headline numbers, keyed by the dataset's folder name.
         let path = model.join("manifest.json");

@@ -9,5 +9,6 @@ pub mod crops;
 pub mod cv;
 pub mod datasets;
 pub mod detect;
+pub mod plots;
 pub mod train;
 pub mod tune;
