@@ -239,6 +239,9 @@ fn download_sizes() -> Result {
     let dist = root().join("dist");
     let mut files = Vec::new();
     collect_files(&dist, &mut files)?;
+    // The reports' PNG plots ship beside their JSON for people reading dist/, but the page never
+    // fetches them.
+    files.retain(|f| !(f.starts_with(dist.join("reports")) && f.extension().is_some_and(|e| e == "png")));
     files.sort();
     let (mut raw_total, mut gz_total) = (0u64, 0u64);
     println!("download size of dist/ (what a first visit fetches):");
