@@ -317,8 +317,14 @@ pub fn write_model(
     std::fs::rename(&tmp, &weights)?;
     let bytes = std::fs::metadata(&weights)?.len();
     let fer = matches!(dataset.layout, datasets::Layout::Fer2013Csv | datasets::Layout::Fer2013Folders);
+    // Images per label in the training split (validation part included), never the test splits.
     let mut counts = serde_json::Map::new();
-    for (label, n) in dataset.counts() {
+    for label in labels {
+        let n = dataset
+            .samples
+            .iter()
+            .filter(|s| s.label == *label && !matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest")))
+            .count();
         counts.insert(label.name().into(), n.into());
     }
     let mut info = serde_json::Map::new();
