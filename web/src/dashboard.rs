@@ -292,6 +292,10 @@ fn cv_section(cv: &Loaded) -> Html {
             <p class="note">{ format!("{} folds grouped by subject ({} subjects): no person is in both the training and the test part of a fold. Pooled matrix over all folds below.",
                 folds.len(), v["meta"]["subjects"].as_u64().unwrap_or(0)) }</p>
             <p>{ format!("Accuracy {} ± {} (mean ± std over folds)", pct(v["accuracy_mean"].as_f64().unwrap_or(0.0)), pct(v["accuracy_std"].as_f64().unwrap_or(0.0))) }</p>
+            { match v["meta"]["train_config"]["init"].as_str() {
+                Some(init) => html! { <p class="note">{ format!("Each fold starts from the layers of the model in {init} (trained on FER2013 only, no CK+ image) with a fresh head, and fine-tunes on that fold's training subjects.") }</p> },
+                None => html! { <p class="note">{ "Each fold trains from random weights." }</p> },
+            } }
             <table class="folds">
                 <thead><tr><th>{ "fold" }</th><th>{ "accuracy" }</th><th>{ "macro-F1" }</th><th>{ "test images" }</th><th>{ "best epoch" }</th></tr></thead>
                 <tbody>
