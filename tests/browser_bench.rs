@@ -93,7 +93,9 @@ async fn live_backend(backend: &str, video: &std::path::Path) {
     ];
     let h = Harness::start(&dist(), &args).await;
     for visit in ["cold", "reload"] {
-        h.open(&format!("/?backend={backend}#/live")).await;
+        // A distinct query makes the second visit a real navigation (not a same-document jump);
+        // the service worker answers it from its cache, which ignores the query.
+        h.open(&format!("/?backend={backend}&visit={visit}#/live")).await;
         // Start as soon as the button exists: the camera opens while the models load.
         h.wait_for("#camera-start", 60).await.click().await.unwrap();
         let first = loop {

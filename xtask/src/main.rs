@@ -229,6 +229,8 @@ fn bench(args: &[String]) -> Result {
             "--",
             "--ignored",
             "--nocapture",
+            // One benchmark at a time: two browsers sharing 2 cores would time each other.
+            "--test-threads=1",
         ])
         .env("MIEN_DIST", root().join("dist"))
         .env("MIEN_BENCH_RUNS", &runs))
