@@ -27,12 +27,13 @@ use crate::app::EngineContext;
 use crate::bridge::Reply;
 use crate::photos::{probability_bars, top};
 
-/// Frames wider than this are scaled down before detection (faces stay large enough to find).
-const MAX_FRAME_WIDTH: u32 = 640;
-/// Smallest face searched for in camera frames by default, in pixels of a 640-wide frame: a face
-/// at arm's length from a webcam is 120–250 px, and each doubling of the minimum makes the
-/// detector's image pyramid about four times cheaper.
-const LIVE_MIN_FACE: f64 = 64.0;
+/// Frames wider than this are scaled down before detection: reading a video frame back and
+/// resampling it cost as much as detection itself at 640, and webcam faces stay large enough.
+const MAX_FRAME_WIDTH: u32 = 480;
+/// Smallest face searched for in camera frames by default, in pixels of the (480-wide) frame: a
+/// face at arm's length from a webcam is 90–190 px there, and each doubling of the minimum makes
+/// the detector's image pyramid about four times cheaper.
+const LIVE_MIN_FACE: f64 = 48.0;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Camera {
@@ -72,6 +73,8 @@ struct Loop {
     /// Bumped on every start/stop: answers for frames of an older session are ignored.
     session: u32,
     _track_listeners: Vec<EventListener>,
+    /// Takes the next frame at once when an answer arrives, instead of at the next timer tick.
+    kick: Option<Rc<dyn Fn()>>,
 }
 
 fn now() -> f64 {
@@ -185,6 +188,7 @@ pub fn live() -> Html {
     // The frame pump: whenever no frame is in the worker, take the newest one.
     {
         let state = state.clone();
+        let state_for_kick = state.clone();
         let video_ref = video_ref.clone();
         let canvas_ref = canvas_ref.clone();
         let view = view.clone();
@@ -195,10 +199,17 @@ pub fn live() -> Html {
         use_effect_with(
             (camera_on, paused, ctx.generation, ctx.ready(), min_face),
             move |&(on, paused, _, ready, min_face)| {
-                let interval = (on && !paused && ready).then(|| {
-                    Interval::new(10, move || pump(&state, &video_ref, &canvas_ref, &view, &ctx, min_face as f64))
-                });
-                move || drop(interval)
+                let active = on && !paused && ready;
+                let tick: Rc<dyn Fn()> =
+                    Rc::new(move || pump(&state, &video_ref, &canvas_ref, &view, &ctx, min_face as f64));
+                let kick_holder = state_for_kick.clone();
+                kick_holder.borrow_mut().kick = active.then(|| tick.clone());
+                // The timer only starts the loop (and restarts it when the video was not ready).
+                let interval = active.then(|| Interval::new(10, move || tick()));
+                move || {
+                    kick_holder.borrow_mut().kick = None;
+                    drop(interval)
+                }
             },
         );
     }
@@ -346,7 +357,7 @@ pub fn live() -> Html {
                 </label>
                 <label>{ "Faces " }
                     <select id="live-min-face" onchange={on_min_face}>
-                        { for [(40.0, "far (≥ 40 px, slower)"), (64.0, "at arm's length (≥ 64 px)"), (96.0, "close (≥ 96 px, fastest)")].iter().map(|(v, label)| html! {
+                        { for [(30.0, "far from the camera (slower)"), (48.0, "at arm's length"), (72.0, "close (fastest)")].iter().map(|(v, label)| html! {
                             <option value={v.to_string()} selected={*min_face == *v}>{ *label }</option>
                         }) }
                     </select>
@@ -465,6 +476,27 @@ fn pump(
         let state = state.clone();
         let view = view.clone();
         Callback::from(move |reply: Reply| {
+            let kick = {
+                let s = state.borrow();
+                (s.session == session).then(|| s.kick.clone()).flatten()
+            };
+            answer(&state, &view, session, reply);
+            if let Some(kick) = kick {
+                // Outside any borrow: the next frame goes to the worker straight away.
+                wasm_bindgen_futures::spawn_local(async move { kick() });
+            }
+        })
+    };
+    match ctx.worker.0.borrow().as_ref() {
+        Some(worker) => worker.detect_rgba(buffer, w, h, min_face, done),
+        None => state.borrow_mut().in_flight = false,
+    }
+}
+
+/// Records a worker answer: tracks, smoothing, timings.
+fn answer(state: &Rc<RefCell<Loop>>, view: &UseStateHandle<LiveView>, session: u32, reply: Reply) {
+    {
+        {
             let mut s = state.borrow_mut();
             s.in_flight = false;
             if s.session != session {
@@ -504,12 +536,8 @@ fn pump(
                         error: None,
                     });
                 }
-                Err(e) => view.set(LiveView { error: Some(e), ..(*view).clone() }),
+                Err(e) => view.set(LiveView { error: Some(e), ..(**view).clone() }),
             }
-        })
-    };
-    match ctx.worker.0.borrow().as_ref() {
-        Some(worker) => worker.detect_rgba(buffer, w, h, min_face, done),
-        None => state.borrow_mut().in_flight = false,
+        }
     }
 }
