@@ -438,6 +438,16 @@ pub fn shipped_model_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/model")
 }
 
+/// How a model folder is named in reports: the shipped one by its place in the repository (not
+/// this machine's absolute path), others as given.
+pub fn model_label(model: &Path) -> String {
+    if model == shipped_model_dir() {
+        "assets/model".to_string()
+    } else {
+        model.display().to_string()
+    }
+}
+
 /// Loads a model folder (`manifest.json` + `classifier.safetensors`) onto the CPU backend.
 pub fn load_classifier(model: &Path) -> Result<ExpressionClassifier> {
     let manifest = std::fs::read(model.join("manifest.json")).with_context(|| {
@@ -502,7 +512,7 @@ pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path, record: 
     print_report("hold-out evaluation", &m);
     let mut r = Report::from_confusion(&m);
     r.meta.insert("kind".into(), "hold_out".into());
-    r.meta.insert("model".into(), model.display().to_string().into());
+    r.meta.insert("model".into(), model_label(&model).into());
     r.meta.insert("dataset".into(), data.display().to_string().into());
     r.meta.insert("layout".into(), dataset.layout.to_string().into());
     r.meta.insert("flip_average".into(), classifier.manifest().flip_average.into());

@@ -247,7 +247,7 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
     let value = serde_json::json!({
         "schema_version": 1,
         "kind": "crop_check",
-        "model": model.display().to_string(),
+        "model": crate::commands::model_label(model),
         "dataset": data.display().to_string(),
         "layout": dataset.layout.to_string(),
         "seed": seed,
