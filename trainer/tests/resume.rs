@@ -37,7 +37,7 @@ fn dataset(root: &Path) {
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..24 {
             let img = image::GrayImage::from_fn(48, 48, |x, y| {
-                let stripe = if (x as usize / (4 + 4 * class) + y as usize / 8) % 2 == 0 { 170 } else { 70 };
+                let stripe = if (x as usize / (4 + 4 * class) + y as usize / 8).is_multiple_of(2) { 170 } else { 70 };
                 image::Luma([stripe / 2 + next() / 2])
             });
             img.save(dir.join(format!("S{:03}_001_{:08}.png", i % 12, i))).unwrap();
