@@ -8,7 +8,7 @@
 #[path = "browser/harness.rs"]
 mod harness;
 
-use harness::{dist, Harness, TempDir};
+use harness::{camera_args, dist, fake_camera_video, Harness, TempDir};
 use serde_json::Value;
 
 const WARM_UP: usize = 3;
@@ -86,12 +86,7 @@ async fn bench_detect_in_chromium() {
 }
 
 async fn live_backend(backend: &str, video: &std::path::Path) {
-    let args = vec![
-        "--use-fake-device-for-media-stream".to_string(),
-        "--use-fake-ui-for-media-stream".into(),
-        format!("--use-file-for-fake-video-capture={}", video.display()),
-    ];
-    let h = Harness::start(&dist(), &args).await;
+    let h = Harness::start(&dist(), &camera_args(video)).await;
     for visit in ["cold", "reload"] {
         // A distinct query makes the second visit a real navigation (not a same-document jump);
         // the service worker answers it from its cache, which ignores the query.
@@ -145,15 +140,9 @@ async fn live_backend(backend: &str, video: &std::path::Path) {
 #[ignore = "benchmark: run `cargo xtask bench`"]
 async fn bench_live_in_chromium() {
     let dir = TempDir::new("live-bench");
-    let video = dir.0.join("camera.y4m");
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-loop", "1", "-i"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench/astronaut_640x480.jpg"))
-        .args(["-r", "30", "-t", "2", "-pix_fmt", "yuv420p"])
-        .arg(&video)
-        .status()
-        .expect("ffmpeg not found: cargo xtask setup installs it");
-    assert!(status.success());
+    let frame =
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench/astronaut_640x480.jpg"));
+    let video = fake_camera_video(&dir, frame, &[], 30, 2);
     live_backend("cpu", &video).await;
     live_backend("webgpu", &video).await;
 }

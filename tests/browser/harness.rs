@@ -230,6 +230,32 @@ impl Harness {
     }
 }
 
+/// A looping y4m video of `image` for Chromium's fake camera, written into `dir`; `filters` are
+/// extra ffmpeg arguments (scaling, padding) before the frame rate.
+pub fn fake_camera_video(dir: &TempDir, image: &Path, filters: &[&str], fps: u32, seconds: u32) -> PathBuf {
+    let out = dir.0.join("camera.y4m");
+    let status = Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-loop", "1", "-i"])
+        .arg(image)
+        .args(filters)
+        .args(["-r", &fps.to_string(), "-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ffmpeg not found: cargo xtask setup installs it");
+    assert!(status.success(), "ffmpeg failed on {}", image.display());
+    out
+}
+
+/// Chromium arguments that make `video` its only camera and grant camera access without a prompt.
+pub fn camera_args(video: &Path) -> Vec<String> {
+    vec![
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", video.display()),
+    ]
+}
+
 pub fn screenshot_dir() -> PathBuf {
     std::env::var_os("MIEN_SCREENSHOTS")
         .map(PathBuf::from)

@@ -10,7 +10,7 @@ mod harness;
 use std::path::PathBuf;
 
 use common::{detector, fixture, iou};
-use harness::{dist, Harness, TempDir};
+use harness::{camera_args, dist, fake_camera_video, Harness, TempDir};
 use mien::{Face, Frame};
 use serde_json::Value;
 
@@ -222,33 +222,17 @@ async fn bad_files_get_a_clear_message_and_the_page_keeps_working() {
     h.finish().await;
 }
 
-/// A y4m video of a fixture photo, for Chromium's fake camera.
-fn fake_camera_video(dir: &TempDir, photo: &str) -> PathBuf {
-    let out = dir.0.join("camera.y4m");
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-loop", "1", "-i"])
-        .arg(fixture(photo))
-        .args(["-vf", "scale=480:480,pad=640:480:80:0", "-r", "10", "-t", "3", "-pix_fmt", "yuv420p"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg not found: cargo xtask setup installs it");
-    assert!(status.success(), "ffmpeg failed");
-    out
-}
-
-fn camera_args(video: &std::path::Path) -> Vec<String> {
-    vec![
-        "--use-fake-device-for-media-stream".into(),
-        "--use-fake-ui-for-media-stream".into(),
-        format!("--use-file-for-fake-video-capture={}", video.display()),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn live_camera_finds_and_classifies_a_smiling_face() {
     let dir = TempDir::new("camera");
-    let video = fake_camera_video(&dir, "faces/astronaut_eileen_collins.png");
+    let video = fake_camera_video(
+        &dir,
+        &fixture("faces/astronaut_eileen_collins.png"),
+        &["-vf", "scale=480:480,pad=640:480:80:0"],
+        10,
+        3,
+    );
     let h = Harness::start(&dist(), &camera_args(&video)).await;
     h.open("/?backend=cpu#/live").await;
     assert_eq!(wait_ready(&h).await, "CPU");

@@ -192,23 +192,20 @@ fn test() -> Result {
     build_web(false)?;
     eprintln!("xtask: web build took {:.0} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    run(cmd("cargo")
-        // Same package selection as the native run, so features unify identically and nothing is
-        // compiled twice.
-        .args([
-            "test",
-            "--workspace",
-            "--exclude",
-            "mien-web",
-            "--test",
-            "browser",
-            "--",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env("MIEN_DIST", root().join("dist")))?;
+    run(&mut browser_tests("browser", &[]))?;
     eprintln!("xtask: browser tests took {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `cargo test` of one browser test target against `dist/`: ignored tests included, one at a time
+/// (two browsers sharing 2 cores would time and starve each other). Same package selection as the
+/// native run, so features unify identically and nothing is compiled twice.
+fn browser_tests(target: &str, extra: &[&str]) -> Command {
+    let mut c = cmd("cargo");
+    c.args(["test", "--workspace", "--exclude", "mien-web", "--test", target, "--", "--ignored", "--test-threads=1"])
+        .args(extra)
+        .env("MIEN_DIST", root().join("dist"));
+    c
 }
 
 fn bench(args: &[String]) -> Result {
@@ -218,22 +215,7 @@ fn bench(args: &[String]) -> Result {
     run(cmd("cargo").args(["run", "-p", "mien-trainer", "--", "bench-detect", "--runs", &runs]))?;
     build_web(false)?;
     download_sizes()?;
-    run(cmd("cargo")
-        .args([
-            "test",
-            "--workspace",
-            "--exclude",
-            "mien-web",
-            "--test",
-            "browser_bench",
-            "--",
-            "--ignored",
-            "--nocapture",
-            // One benchmark at a time: two browsers sharing 2 cores would time each other.
-            "--test-threads=1",
-        ])
-        .env("MIEN_DIST", root().join("dist"))
-        .env("MIEN_BENCH_RUNS", &runs))
+    run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))
 }
 
 /// What a first visit downloads: every file in dist/, raw and gzip -9.
