@@ -114,7 +114,66 @@ pub struct Report {
     pub meta: BTreeMap<String, serde_json::Value>,
 }
 
+/// Why a report file cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the report is not valid JSON of schema {REPORT_SCHEMA_VERSION}: {0}")]
+    Json(String),
+    #[error("the report is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
 impl Report {
+    /// Parses a report file and checks that its parts agree (matrix shape = labels, fractions in
+    /// 0–1, per-class entries for known labels), so a reader can index it without checks.
+    pub fn from_json(bytes: &[u8]) -> Result<Report, ReportError> {
+        let r: Report = serde_json::from_slice(bytes).map_err(|e| ReportError::Json(e.to_string()))?;
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Same as [`Report::from_json`] for an already parsed value (a cross-validation report's
+    /// fold, or the dashboard's fetched JSON).
+    pub fn from_value(v: &serde_json::Value) -> Result<Report, ReportError> {
+        let r = Report::deserialize(v).map_err(|e| ReportError::Json(e.to_string()))?;
+        r.validate()?;
+        Ok(r)
+    }
+
+    pub fn validate(&self) -> Result<(), ReportError> {
+        let bad = |what: String| Err(ReportError::Inconsistent(what));
+        if self.schema_version != REPORT_SCHEMA_VERSION {
+            return bad(format!("schema_version {} (this build reads {REPORT_SCHEMA_VERSION})", self.schema_version));
+        }
+        let n = self.labels.len();
+        if n == 0 {
+            return bad("no labels".into());
+        }
+        if self.confusion_matrix.len() != n || self.confusion_matrix.iter().any(|row| row.len() != n) {
+            return bad(format!("the confusion matrix is not {n}×{n} (one row and column per label)"));
+        }
+        for (name, x) in [("accuracy", self.accuracy), ("macro_f1", self.macro_f1)] {
+            if !(0.0..=1.0).contains(&x) {
+                return bad(format!("{name} {x} is not a fraction between 0 and 1"));
+            }
+        }
+        for (label, c) in &self.per_class {
+            if !self.labels.contains(label) {
+                return bad(format!("per_class has `{label}`, which is not among the labels"));
+            }
+            for (name, x) in [("precision", c.precision), ("recall", c.recall), ("f1", c.f1)] {
+                if !(0.0..=1.0).contains(&x) {
+                    return bad(format!("{label} {name} {x} is not a fraction between 0 and 1"));
+                }
+            }
+        }
+        let total = self.confusion_matrix.iter().flatten().try_fold(0u64, |a, &c| a.checked_add(c));
+        if total.is_none() {
+            return bad("the confusion matrix counts overflow".into());
+        }
+        Ok(())
+    }
+
     pub fn from_confusion(m: &ConfusionMatrix) -> Report {
         Report {
             schema_version: REPORT_SCHEMA_VERSION,

@@ -36,6 +36,54 @@ pub struct ModelManifest {
 
 pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
 
+/// Bounds of a manifest that a browser can run: anything outside is a corrupt or foreign file,
+/// refused before it can ask for a gigabyte network or a NaN-producing normalisation.
+const MAX_INPUT_SIZE: u32 = 256;
+const MAX_WIDTH: f64 = 8.0;
+const MIN_WIDTH: f64 = 0.125;
+
+impl ModelManifest {
+    /// Parses and validates a `manifest.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<ModelManifest, ClassifierError> {
+        let manifest: ModelManifest =
+            serde_json::from_slice(bytes).map_err(|e| ClassifierError::Manifest(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every field the classifier relies on; the message names the field.
+    pub fn validate(&self) -> Result<(), ClassifierError> {
+        let bad = |what: String| Err(ClassifierError::Manifest(what));
+        if self.schema_version != MANIFEST_SCHEMA_VERSION {
+            return bad(format!("schema_version {} (this build reads {MANIFEST_SCHEMA_VERSION})", self.schema_version));
+        }
+        if self.labels.len() < 2 {
+            return bad(format!("{} labels (a classifier needs at least 2)", self.labels.len()));
+        }
+        for (i, l) in self.labels.iter().enumerate() {
+            if self.labels[..i].contains(l) {
+                return bad(format!("label {l} is listed twice"));
+            }
+        }
+        if !(8..=MAX_INPUT_SIZE).contains(&self.input_size) {
+            return bad(format!("input_size {} (expected 8–{MAX_INPUT_SIZE} pixels)", self.input_size));
+        }
+        if self.crop.size != self.input_size {
+            return bad(format!("crop.size {} differs from input_size {}", self.crop.size, self.input_size));
+        }
+        if !(MIN_WIDTH..=MAX_WIDTH).contains(&self.width) {
+            return bad(format!("width {} (expected {MIN_WIDTH}–{MAX_WIDTH})", self.width));
+        }
+        if !self.mean.is_finite() || !self.std.is_finite() || self.std <= 1e-6 {
+            return bad(format!("normalisation mean {} std {} (std must be a positive number)", self.mean, self.std));
+        }
+        if !self.crop.margin.is_finite() || !self.crop.shift.is_finite() {
+            return bad("crop margin and shift must be numbers".into());
+        }
+        Ok(())
+    }
+}
+
 /// Why a classifier could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifierError {
@@ -60,15 +108,7 @@ pub struct ExpressionClassifier {
 impl ExpressionClassifier {
     /// Loads weights saved by the trainer (burn layout safetensors) described by `manifest`.
     pub fn load(manifest_json: &[u8], weights: &[u8], device: &Device) -> Result<Self, ClassifierError> {
-        let manifest: ModelManifest =
-            serde_json::from_slice(manifest_json).map_err(|e| ClassifierError::Manifest(e.to_string()))?;
-        if manifest.schema_version != MANIFEST_SCHEMA_VERSION || manifest.labels.is_empty() {
-            return Err(ClassifierError::Manifest(format!(
-                "schema {} with {} labels (expected schema {MANIFEST_SCHEMA_VERSION})",
-                manifest.schema_version,
-                manifest.labels.len()
-            )));
-        }
+        let manifest = ModelManifest::from_json(manifest_json)?;
         let mut net = ExpressionNetConfig::new(manifest.labels.len()).with_width(manifest.width).init(device);
         let file = "classifier.safetensors".to_string();
         if weights.is_empty() {

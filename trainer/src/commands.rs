@@ -14,6 +14,7 @@ use crate::crops::crops_of;
 use crate::cv::{cross_validate, summarise};
 use crate::datasets::{self, Dataset};
 use crate::detect::detector;
+use crate::ferplus::FerPlusLabels;
 use crate::train::{train, Example, TrainConfig};
 
 /// Examples, the subject of each, and the label list.
@@ -38,6 +39,7 @@ pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<Examples> {
                 examples.push(Example {
                     pixels: c.pixels,
                     label: labels.iter().position(|&l| l == sample.label).unwrap_or(0),
+                    soft: sample.votes.as_ref().map(|v| soft_target(v, &labels)),
                 });
                 subjects.push(sample.subject.clone());
             }
@@ -56,6 +58,18 @@ pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<Examples> {
     Ok((examples, subjects, labels))
 }
 
+/// Vote shares (in [`Emotion::ALL`] order) as a target over `labels`, renormalised (an emotion
+/// outside the label list gives up its share).
+fn soft_target(votes: &[f32], labels: &[Emotion]) -> Vec<f32> {
+    let v: Vec<f32> = labels.iter().map(|l| votes.get(l.index()).copied().unwrap_or(0.0)).collect();
+    let sum: f32 = v.iter().sum();
+    if sum > 0.0 {
+        v.into_iter().map(|x| x / sum).collect()
+    } else {
+        v
+    }
+}
+
 /// Where face crops of full frames are cached: `$MIEN_CACHE/crops`, default `~/.cache/mien/crops`.
 fn crop_cache_dir() -> PathBuf {
     let base = std::env::var_os("MIEN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
@@ -64,9 +78,13 @@ fn crop_cache_dir() -> PathBuf {
     base.join("crops")
 }
 
-pub fn open_dataset(path: &Path) -> Result<Dataset> {
-    let d = datasets::open(path)?;
+/// Opens a dataset, with FERPlus's labels where asked.
+pub fn open_dataset(path: &Path, ferplus: Option<&FerPlusLabels>) -> Result<Dataset> {
+    let mut d = datasets::open(path)?;
     eprintln!("{}: recognised as {}; {} images", path.display(), d.layout, d.samples.len());
+    if let Some(f) = ferplus {
+        crate::ferplus::apply_ferplus(&mut d, Path::new(&f.dir), f.mode)?;
+    }
     for note in &d.notes {
         eprintln!("note: {note}");
     }
@@ -170,7 +188,7 @@ fn cv_report(
 /// Subject-independent k-fold cross-validation. The report is rewritten after every fold (marked
 /// `"complete": false` until the last), and `resume` reuses the folds of an interrupted run.
 pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: bool) -> Result<()> {
-    let dataset = open_dataset(data)?;
+    let dataset = open_dataset(data, cfg.ferplus.as_ref())?;
     let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
     let names = label_names(&labels);
@@ -223,7 +241,7 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
 /// Trains on a dataset (its own training split if it has one, else all of it minus a
 /// subject-disjoint validation part) and writes a model folder.
 pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
-    let dataset = open_dataset(data)?;
+    let dataset = open_dataset(data, cfg.ferplus.as_ref())?;
     let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
@@ -288,6 +306,12 @@ fn train_args(cfg: &TrainConfig) -> String {
     }
     if let Some(init) = &cfg.init {
         cmd += &format!(" --init {init}");
+    }
+    if let Some(f) = &cfg.ferplus {
+        cmd += &format!(" --ferplus {}", f.dir);
+        if f.mode != crate::ferplus::FerPlusMode::Soft {
+            cmd += " --ferplus-mode majority";
+        }
     }
     if cfg.seed != d.seed {
         cmd += &format!(" --seed {}", cfg.seed);
@@ -407,8 +431,8 @@ pub fn write_model(
 
 /// Writes a model folder from the best checkpoint of a (possibly unfinished) training run.
 pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
-    let dataset = open_dataset(data)?;
     let (cfg, num_classes, history) = crate::train::read_checkpoint(checkpoints)?;
+    let dataset = open_dataset(data, cfg.ferplus.as_ref())?;
     let labels = dataset.labels();
     anyhow::ensure!(
         labels.len() == num_classes,
@@ -503,10 +527,16 @@ pub fn holdout_examples(dataset: &mut Dataset, manifest: &ModelManifest) -> Resu
 }
 
 /// Evaluates a saved model folder (default: the shipped one) on a dataset (its test split if it has one).
-pub fn evaluate_model(model: Option<&Path>, data: &Path, report: &Path, record: bool) -> Result<()> {
+pub fn evaluate_model(
+    model: Option<&Path>,
+    data: &Path,
+    report: &Path,
+    record: bool,
+    ferplus: Option<&FerPlusLabels>,
+) -> Result<()> {
     let model = model.map(Path::to_path_buf).unwrap_or_else(shipped_model_dir);
     let classifier = load_classifier(&model)?;
-    let mut dataset = open_dataset(data)?;
+    let mut dataset = open_dataset(data, ferplus)?;
     let examples = holdout_examples(&mut dataset, classifier.manifest())?;
     let m = evaluate_classifier(&classifier, &examples)?;
     print_report("hold-out evaluation", &m);

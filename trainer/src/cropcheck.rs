@@ -179,7 +179,7 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
     let mut classifier = load_classifier(model)?;
     let side = classifier.manifest().input_size;
     if tune {
-        let mut dataset = open_dataset(data)?;
+        let mut dataset = open_dataset(data, None)?;
         dataset.samples.retain(|s| {
             !matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest"))
                 && classifier.manifest().labels.contains(&s.label)
@@ -238,7 +238,7 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
         );
         classifier = load_classifier(model)?;
     }
-    let mut dataset = open_dataset(data)?;
+    let mut dataset = open_dataset(data, None)?;
     let examples = sample(holdout_examples(&mut dataset, classifier.manifest())?, limit, seed);
     let found = detect_all(&examples, side, seed)?;
     let row = score(Some(&classifier), &examples, &found, &classifier.manifest().crop)?;

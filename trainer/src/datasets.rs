@@ -54,6 +54,9 @@ pub struct Sample {
     pub subject: Option<String>,
     /// The dataset's own split (`Training`, `PublicTest`, `PrivateTest`), where it has one.
     pub usage: Option<String>,
+    /// Soft label: the share of annotators who chose each emotion, in [`Emotion::ALL`] order
+    /// (FERPlus votes, see [`apply_ferplus`]); `None` where the dataset has one label per image.
+    pub votes: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +195,7 @@ fn read_class_folders(root: &Path) -> Result<Dataset, DatasetError> {
                 pixels: Pixels::File(file),
                 label,
                 usage: None,
+                votes: None,
             });
         }
     }
@@ -226,6 +230,7 @@ fn read_ckplus_official(root: &Path) -> Result<Dataset, DatasetError> {
                 label: Emotion::Neutral,
                 subject: Some(subject.clone()),
                 usage: None,
+                votes: None,
             });
             let label_dir = emotions.join(&subject).join(&seq);
             let label_file = if label_dir.is_dir() {
@@ -244,6 +249,7 @@ fn read_ckplus_official(root: &Path) -> Result<Dataset, DatasetError> {
                             label,
                             subject: Some(subject.clone()),
                             usage: None,
+                            votes: None,
                         });
                     }
                 }
@@ -263,7 +269,13 @@ fn read_ckplus_official(root: &Path) -> Result<Dataset, DatasetError> {
 }
 
 fn read_fer2013_csv(path: &Path) -> Result<Dataset, DatasetError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    parse_fer2013_csv(path, &String::from_utf8_lossy(&bytes))
+}
+
+/// Parses the text of a FER2013 CSV (`emotion,pixels,Usage`) read from `path` (named in
+/// messages). Malformed rows are skipped and counted in the notes, never fatal.
+pub fn parse_fer2013_csv(path: &Path, text: &str) -> Result<Dataset, DatasetError> {
     let mut lines = text.lines().enumerate();
     let header = lines.next().map(|(_, l)| l.trim().to_ascii_lowercase()).unwrap_or_default();
     if !header.starts_with("emotion,pixels") {
@@ -295,6 +307,7 @@ fn read_fer2013_csv(path: &Path) -> Result<Dataset, DatasetError> {
                 label,
                 subject: None,
                 usage,
+                votes: None,
             })
         })();
         match parsed {
@@ -316,22 +329,19 @@ fn read_fer2013_csv(path: &Path) -> Result<Dataset, DatasetError> {
 /// Applies a labels-override CSV (`id,label` lines, ids as in [`Sample::id`]) and describes what
 /// changed. Unknown ids and labels are errors naming the line.
 pub fn apply_overrides(dataset: &mut Dataset, csv: &Path) -> Result<Vec<String>, DatasetError> {
-    let text = std::fs::read_to_string(csv).map_err(io(csv))?;
+    let bytes = std::fs::read(csv).map_err(io(csv))?;
+    let overrides = parse_overrides(csv, &String::from_utf8_lossy(&bytes))?;
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for (i, s) in dataset.samples.iter().enumerate() {
         index.insert(s.id.clone(), i);
     }
     let mut changes = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("id,")) {
-            continue;
-        }
-        let bad = |reason: String| DatasetError::BadLine { path: csv.to_path_buf(), line: i + 1, reason };
-        let (id, label) = line.split_once(',').ok_or_else(|| bad("expected `id,label`".into()))?;
-        let label = Emotion::from_name(label).ok_or_else(|| bad(format!("unknown label {label:?}")))?;
-        let &k =
-            index.get(id.trim()).ok_or_else(|| bad(format!("no sample with id {:?} in the dataset", id.trim())))?;
+    for (line, id, label) in overrides {
+        let &k = index.get(&id).ok_or_else(|| DatasetError::BadLine {
+            path: csv.to_path_buf(),
+            line,
+            reason: format!("no sample with id {id:?} in the dataset"),
+        })?;
         let s = &mut dataset.samples[k];
         if s.label != label {
             changes.push(format!("{}: {} → {}", s.id, s.label, label));
@@ -339,4 +349,21 @@ pub fn apply_overrides(dataset: &mut Dataset, csv: &Path) -> Result<Vec<String>,
         }
     }
     Ok(changes)
+}
+
+/// Parses a labels-override CSV into `(line number, sample id, label)`; a header line `id,...` is
+/// allowed. A malformed line or an unknown label is an error naming the line.
+pub fn parse_overrides(path: &Path, text: &str) -> Result<Vec<(usize, String, Emotion)>, DatasetError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("id,")) {
+            continue;
+        }
+        let bad = |reason: String| DatasetError::BadLine { path: path.to_path_buf(), line: i + 1, reason };
+        let (id, label) = line.split_once(',').ok_or_else(|| bad("expected `id,label`".into()))?;
+        let label = Emotion::from_name(label).ok_or_else(|| bad(format!("unknown label {label:?}")))?;
+        out.push((i + 1, id.trim().to_string(), label));
+    }
+    Ok(out)
 }

@@ -9,6 +9,7 @@ pub mod crops;
 pub mod cv;
 pub mod datasets;
 pub mod detect;
+pub mod ferplus;
 pub mod plots;
 pub mod train;
 pub mod tune;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use mien_trainer::ferplus::{FerPlusLabels, FerPlusMode};
 use mien_trainer::train::TrainConfig;
 use mien_trainer::{bench, commands, cropcheck, detect, tune};
 
@@ -81,6 +82,8 @@ enum Command {
         /// Also record the accuracy in the model's manifest (its model card).
         #[arg(long)]
         record: bool,
+        #[command(flatten)]
+        labels: FerPlusArgs,
     },
     /// Random search over training settings, scored on subject-grouped validation folds of the
     /// training data only; writes a leaderboard (resumable with the same seed).
@@ -148,8 +151,9 @@ fn main() -> ExitCode {
         Command::Export { data, checkpoints, out } => {
             commands::export_model(&data, &checkpoints, &out).map(|_| ExitCode::SUCCESS)
         }
-        Command::Evaluate { model, data, report, record } => {
-            commands::evaluate_model(model.as_deref(), &data, &report, record).map(|_| ExitCode::SUCCESS)
+        Command::Evaluate { model, data, report, record, labels } => {
+            commands::evaluate_model(model.as_deref(), &data, &report, record, labels.labels().as_ref())
+                .map(|_| ExitCode::SUCCESS)
         }
     };
     match result {
@@ -190,8 +194,28 @@ struct TrainArgs {
     /// FER2013 model) with a fresh classification head.
     #[arg(long)]
     init: Option<PathBuf>,
+    #[command(flatten)]
+    labels: FerPlusArgs,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+/// FERPlus labels for FER2013 (instead of its original labels).
+#[derive(Args, Debug)]
+struct FerPlusArgs {
+    /// Use FERPlus's ten-annotator votes as labels: the folder with fer2013new.csv
+    /// (e.g. ../shared/data/ferplus). A FER2013 folder also needs its fer2013_row_alignment.csv.
+    #[arg(long)]
+    ferplus: Option<PathBuf>,
+    /// soft: train on the vote shares; majority: on the majority emotion (images without one are dropped).
+    #[arg(long, value_enum, default_value = "soft", requires = "ferplus")]
+    ferplus_mode: FerPlusMode,
+}
+
+impl FerPlusArgs {
+    fn labels(&self) -> Option<FerPlusLabels> {
+        self.ferplus.as_ref().map(|d| FerPlusLabels { dir: d.display().to_string(), mode: self.ferplus_mode })
+    }
 }
 
 fn seed_of(a: &TrainArgs) -> u64 {
@@ -212,6 +236,7 @@ impl TrainArgs {
             label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
             class_weights: d.class_weights && !self.no_class_weights,
             init: self.init.as_ref().map(|p| p.display().to_string()),
+            ferplus: self.labels.labels(),
             seed,
             ..d
         }

@@ -23,6 +23,8 @@ use crate::augment::{augment, Augment, SplitMix64};
 pub struct Example {
     pub pixels: Vec<u8>,
     pub label: usize,
+    /// A soft target (probabilities in label-list order) where the dataset has one (FERPlus votes).
+    pub soft: Option<Vec<f32>>,
 }
 
 /// Training hyper-parameters (all of them: a run is reproducible from these and the data).
@@ -48,6 +50,26 @@ pub struct TrainConfig {
     /// Start from the feature extractor of this model folder (fine-tuning) instead of random weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// Train on FERPlus's labels instead of FER2013's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ferplus: Option<crate::ferplus::FerPlusLabels>,
+}
+
+impl TrainConfig {
+    /// Refuses settings that cannot train, naming the flag, before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(anyhow::anyhow!(what)) };
+        check(self.epochs >= 1, format!("--epochs {} (at least 1)", self.epochs))?;
+        check(self.batch_size >= 1, format!("--batch-size {} (at least 1)", self.batch_size))?;
+        check(self.lr > 0.0 && self.lr < 1.0, format!("--lr {} (expected between 0 and 1)", self.lr))?;
+        check((0.125..=8.0).contains(&self.width), format!("--width {} (expected 0.125–8)", self.width))?;
+        check((0.0..1.0).contains(&self.dropout), format!("--dropout {} (expected 0 ≤ p < 1)", self.dropout))?;
+        check((0.0..=1.0).contains(&self.augment), format!("--augment {} (expected 0–1)", self.augment))?;
+        check(
+            (0.0..1.0).contains(&self.label_smoothing),
+            format!("--label-smoothing {} (expected 0 ≤ a < 1)", self.label_smoothing),
+        )
+    }
 }
 
 impl Default for TrainConfig {
@@ -68,6 +90,7 @@ impl Default for TrainConfig {
             mean: 0.5,
             std: 0.25,
             init: None,
+            ferplus: None,
         }
     }
 }
@@ -253,6 +276,7 @@ pub fn train(
     quiet: bool,
 ) -> Result<Trained> {
     anyhow::ensure!(!train.is_empty(), "no training examples");
+    cfg.validate()?;
     let device = device();
     device.seed(cfg.seed);
     let mut net = match &cfg.init {
@@ -305,15 +329,20 @@ pub fn train(
     }
     let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
     let weights: Vec<f32> =
-        counts.iter().map(|&c| if c == 0 { 0.0 } else { train.len() as f32 / (present * c as f32) }).collect();
+        // A class with no training image (it occurs only in a test split) never meets the loss;
+        // burn wants every weight positive.
+        counts.iter().map(|&c| if c == 0 { 1.0 } else { train.len() as f32 / (present * c as f32) }).collect();
     let mut loss_cfg = CrossEntropyLossConfig::new();
     if cfg.class_weights {
-        loss_cfg = loss_cfg.with_weights(Some(weights));
+        loss_cfg = loss_cfg.with_weights(Some(weights.clone()));
     }
     if cfg.label_smoothing > 0.0 {
         loss_cfg = loss_cfg.with_smoothing(Some(cfg.label_smoothing));
     }
     let loss_fn = loss_cfg.init(&device);
+    // FERPlus vote shares: cross-entropy against the soft target, each image weighted by its
+    // majority class's weight (as burn's weighted loss does for hard labels).
+    let soft_targets = train.iter().any(|e| e.soft.is_some());
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let total_steps = (steps_per_epoch * cfg.epochs).max(1);
@@ -362,7 +391,24 @@ pub fn train(
                 .try_into_vec()
                 .unwrap_or_default();
             correct += pred.iter().zip(&labels).filter(|(p, l)| **p as usize == **l).count();
-            let loss = loss_fn.forward(logits, y);
+            let loss = if soft_targets {
+                let mut t = Vec::with_capacity(idx.len() * num_classes);
+                for &i in idx {
+                    match &train[i].soft {
+                        Some(s) if s.len() == num_classes => t.extend_from_slice(s),
+                        _ => t.extend((0..num_classes).map(|c| if c == train[i].label { 1.0 } else { 0.0 })),
+                    }
+                }
+                let target = Tensor::<2>::from_data(TensorData::new(t, [idx.len(), num_classes]), &device);
+                let w: Vec<f32> = labels.iter().map(|&l| if cfg.class_weights { weights[l] } else { 1.0 }).collect();
+                let w_sum: f32 = w.iter().sum::<f32>().max(1e-6);
+                let w = Tensor::<1>::from_data(TensorData::new(w, [idx.len()]), &device);
+                let per_image =
+                    (target * burn::tensor::activation::log_softmax(logits, 1)).sum_dim(1).flatten::<1>(0, 1);
+                (per_image * w).sum().neg() / w_sum
+            } else {
+                loss_fn.forward(logits, y)
+            };
             let loss_value: f32 = loss.clone().into_scalar::<f32>();
             loss_sum += loss_value as f64 * labels.len() as f64;
             seen += labels.len();

@@ -69,7 +69,7 @@ fn print(board: &[Trial]) {
 /// settings are kept) and writes the leaderboard, best first.
 pub fn run(data: &Path, trials: usize, folds: usize, base: &TrainConfig, leaderboard: &Path) -> Result<()> {
     anyhow::ensure!(folds >= 2, "tuning needs at least 2 validation folds");
-    let dataset = open_dataset(data)?;
+    let dataset = open_dataset(data, base.ferplus.as_ref())?;
     let crop = mien::CropConfig { size: base.input_size, ..mien::CropConfig::default() };
     let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;

@@ -168,3 +168,33 @@ fn label_overrides_are_merged_and_reported() {
     put(&csv, b"nope.png,happy\n");
     assert!(matches!(apply_overrides(&mut d, &csv), Err(DatasetError::BadLine { line: 1, .. })));
 }
+
+#[test]
+fn ferplus_votes_replace_fer2013_labels_through_the_row_alignment() {
+    use mien_trainer::ferplus::{apply_ferplus, FerPlusMode};
+    for mode in [FerPlusMode::Soft, FerPlusMode::Majority] {
+        let mut d = open(&shared("fer2013")).unwrap();
+        let total = d.samples.len();
+        let summary = apply_ferplus(&mut d, &shared("ferplus"), mode).unwrap();
+        // 151 Training + 10 PublicTest images have no FERPlus row (PROVENANCE.md).
+        assert_eq!(summary.unmatched, 161, "{summary}");
+        assert_eq!(summary.relabelled + summary.rejected + summary.unmatched, total);
+        assert_eq!(d.samples.len(), summary.relabelled);
+        // Row 31937 of fer2013new.csv: 8 neutral, 1 sadness, 1 anger; single votes are noise, so
+        // FERPlus says plainly neutral where FER2013's folder says angry.
+        let s = d.samples.iter().find(|s| s.id == "test/angry/PublicTest_10116449.jpg").unwrap();
+        assert_eq!(s.label, Emotion::Neutral);
+        match mode {
+            FerPlusMode::Soft => assert_eq!(s.votes.as_deref(), Some(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0][..])),
+            FerPlusMode::Majority => assert_eq!(s.votes, None),
+        }
+        // FERPlus's relabelling agrees with FER2013 on most images, not all (PROVENANCE: 62%).
+        let agree = 1.0 - summary.changed as f64 / summary.relabelled as f64;
+        assert!((0.55..0.80).contains(&agree), "{agree} {summary}");
+        assert!(d.labels().contains(&Emotion::Contempt));
+    }
+    // Not FER2013: refused with a reason.
+    let mut ck = open(&shared("ckplus/CK+48")).unwrap();
+    let e = apply_ferplus(&mut ck, &shared("ferplus"), FerPlusMode::Soft).unwrap_err();
+    assert!(e.to_string().contains("FER2013 only"), "{e}");
+}

@@ -52,7 +52,7 @@ fn use_json(url: &'static str) -> UseStateHandle<Loaded> {
 }
 
 fn report_of(v: &Value) -> Result<Report, String> {
-    serde_json::from_value(v.clone()).map_err(|e| format!("the report does not follow schema 1: {e}"))
+    Report::from_value(v).map_err(|e| e.to_string())
 }
 
 fn pct(x: f64) -> String {
