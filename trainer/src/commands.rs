@@ -241,7 +241,12 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
 /// Trains on a dataset (its own training split if it has one, else all of it minus a
 /// subject-disjoint validation part) and writes a model folder.
 pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
-    let dataset = open_dataset(data, cfg.ferplus.as_ref())?;
+    let mut dataset = open_dataset(data, cfg.ferplus.as_ref())?;
+    let copies = dataset.training_copies_of_test_images();
+    if !copies.is_empty() {
+        dataset.samples.retain(|s| !copies.contains(&s.id));
+        eprintln!("left out {} training images identical to a test-split image", copies.len());
+    }
     let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
@@ -431,7 +436,7 @@ pub fn write_model(
 
 /// Writes a model folder from the best checkpoint of a (possibly unfinished) training run.
 pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
-    let (cfg, num_classes, history) = crate::train::read_checkpoint(checkpoints)?;
+    let (cfg, num_classes, history, best) = crate::train::read_checkpoint(checkpoints)?;
     let dataset = open_dataset(data, cfg.ferplus.as_ref())?;
     let labels = dataset.labels();
     anyhow::ensure!(
@@ -440,7 +445,7 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
         data.display(),
         labels.len()
     );
-    let net = crate::train::load_weights(&checkpoints.join("best.safetensors"), &cfg, num_classes, &Device::flex())?;
+    let net = crate::train::load_weights(&best, &cfg, num_classes, &Device::flex())?;
     let train_images =
         (dataset.samples.iter().filter(|s| s.usage.as_deref().is_none_or(|u| u == "Training")).count() * 9) / 10;
     let run_dir = checkpoints.parent().unwrap_or(checkpoints);
@@ -537,10 +542,32 @@ pub fn evaluate_model(
     let model = model.map(Path::to_path_buf).unwrap_or_else(shipped_model_dir);
     let classifier = load_classifier(&model)?;
     let mut dataset = open_dataset(data, ferplus)?;
+    let seen = dataset.test_images_seen_in_training();
+    let mut unseen_only = dataset.clone();
     let examples = holdout_examples(&mut dataset, classifier.manifest())?;
     let m = evaluate_classifier(&classifier, &examples)?;
     print_report("hold-out evaluation", &m);
     let mut r = Report::from_confusion(&m);
+    if !seen.is_empty() {
+        // The same evaluation without the test images that also sit, byte for byte, in training.
+        unseen_only.samples.retain(|s| !seen.contains(&s.id));
+        let clean = evaluate_classifier(&classifier, &holdout_examples(&mut unseen_only, classifier.manifest())?)?;
+        eprintln!(
+            "without the {} test images that have an identical copy in the training split: accuracy {:.2}% ({} of {}), macro-F1 {:.3}",
+            m.total() - clean.total(),
+            100.0 * clean.accuracy(),
+            clean.correct(),
+            clean.total(),
+            clean.macro_f1()
+        );
+        r.meta.insert(
+            "without_training_copies".into(),
+            serde_json::json!({
+                "images_left_out": m.total() - clean.total(), "images": clean.total(),
+                "accuracy": clean.accuracy(), "macro_f1": clean.macro_f1(),
+            }),
+        );
+    }
     r.meta.insert("kind".into(), "hold_out".into());
     r.meta.insert("model".into(), model_label(&model).into());
     r.meta.insert("dataset".into(), data.display().to_string().into());

@@ -66,6 +66,8 @@ pub struct Dataset {
     pub samples: Vec<Sample>,
     /// Things worth telling the user (unlabelled sequences, skipped rows), already phrased.
     pub notes: Vec<String>,
+    /// Ids of byte-identical images, one group per image that occurs more than once.
+    pub duplicates: Vec<Vec<String>>,
 }
 
 impl Dataset {
@@ -76,6 +78,34 @@ impl Dataset {
             *c.entry(s.label).or_insert(0) += 1;
         }
         c
+    }
+
+    /// Test-split images (PublicTest, PrivateTest) with an identical copy outside the test splits:
+    /// a model trained on those copies has seen these test images.
+    pub fn test_images_seen_in_training(&self) -> std::collections::BTreeSet<String> {
+        self.copies_across_splits(true)
+    }
+
+    /// Images outside the test splits that are identical to a test-split image; training leaves
+    /// them out so that no test image is learnt.
+    pub fn training_copies_of_test_images(&self) -> std::collections::BTreeSet<String> {
+        self.copies_across_splits(false)
+    }
+
+    fn copies_across_splits(&self, want_test: bool) -> std::collections::BTreeSet<String> {
+        let usage: BTreeMap<&str, bool> = self
+            .samples
+            .iter()
+            .map(|s| (s.id.as_str(), matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest"))))
+            .collect();
+        let mut out = std::collections::BTreeSet::new();
+        for g in &self.duplicates {
+            let test: Vec<bool> = g.iter().map(|id| usage.get(id.as_str()).copied().unwrap_or(false)).collect();
+            if test.contains(&true) && test.contains(&false) {
+                out.extend(g.iter().zip(&test).filter(|(_, &t)| t == want_test).map(|(id, _)| id.clone()));
+            }
+        }
+        out
     }
 
     /// The labels that occur, in canonical order.
@@ -156,7 +186,88 @@ pub fn open(path: &Path) -> Result<Dataset, DatasetError> {
     if dataset.samples.is_empty() {
         return Err(DatasetError::Empty { path: path.to_path_buf() });
     }
+    let mut dataset = dataset;
+    let groups = duplicate_groups(&dataset);
+    if let Some(note) = describe_duplicates(&dataset, &groups) {
+        dataset.notes.push(note);
+    }
+    dataset.duplicates = groups.iter().map(|g| g.iter().map(|&i| dataset.samples[i].id.clone()).collect()).collect();
     Ok(dataset)
+}
+
+/// Groups of samples with byte-identical images (file bytes, or a CSV row's pixels), each group
+/// sorted, groups in order of their first sample. Unreadable files are left to the reader that
+/// uses them (skipped and counted there).
+pub fn duplicate_groups(dataset: &Dataset) -> Vec<Vec<usize>> {
+    use std::hash::{Hash, Hasher};
+    let mut by_hash: BTreeMap<(u64, usize), Vec<usize>> = BTreeMap::new();
+    let mut contents: Vec<Option<Vec<u8>>> = Vec::with_capacity(dataset.samples.len());
+    for (i, s) in dataset.samples.iter().enumerate() {
+        let bytes = match &s.pixels {
+            Pixels::File(p) => std::fs::read(p).ok(),
+            Pixels::Gray48(px) => Some(px.clone()),
+        };
+        if let Some(b) = &bytes {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            b.hash(&mut h);
+            by_hash.entry((h.finish(), b.len())).or_default().push(i);
+        }
+        contents.push(bytes);
+    }
+    let mut groups = Vec::new();
+    for candidates in by_hash.into_values().filter(|v| v.len() > 1) {
+        // Same hash and length: split by the actual bytes.
+        let mut rest = candidates;
+        while let Some(first) = rest.first().copied() {
+            let (same, other): (Vec<usize>, Vec<usize>) =
+                rest.into_iter().partition(|&j| contents[j] == contents[first]);
+            if same.len() > 1 {
+                groups.push(same);
+            }
+            rest = other;
+        }
+    }
+    groups.sort();
+    groups
+}
+
+/// A note on duplicates, or `None` without any. Copies that disagree on the label, or that sit in
+/// both a training and a test split, are named: the first is label noise, the second inflates
+/// test accuracy.
+pub fn describe_duplicates(dataset: &Dataset, groups: &[Vec<usize>]) -> Option<String> {
+    if groups.is_empty() {
+        return None;
+    }
+    let files: usize = groups.iter().map(Vec::len).sum();
+    let s = &dataset.samples;
+    let conflicting: Vec<&Vec<usize>> =
+        groups.iter().filter(|g| g.iter().any(|&i| s[i].label != s[g[0]].label)).collect();
+    let is_test = |i: usize| matches!(s[i].usage.as_deref(), Some("PublicTest") | Some("PrivateTest"));
+    let across: Vec<&Vec<usize>> =
+        groups.iter().filter(|g| g.iter().any(|&i| is_test(i)) && g.iter().any(|&i| !is_test(i))).collect();
+    let name = |g: &Vec<usize>| {
+        let mut v: Vec<String> = g.iter().take(3).map(|&i| format!("{} ({})", s[i].id, s[i].label)).collect();
+        if g.len() > 3 {
+            v.push(format!("{} more", g.len() - 3));
+        }
+        v.join(" = ")
+    };
+    let mut note = format!("{} groups of identical images ({files} files)", groups.len());
+    if !conflicting.is_empty() {
+        note += &format!(
+            "; {} with different labels: {}",
+            conflicting.len(),
+            conflicting.iter().take(3).map(|g| name(g)).collect::<Vec<_>>().join("; ")
+        );
+    }
+    if !across.is_empty() {
+        note += &format!(
+            "; {} in both a training and a test split: {}",
+            across.len(),
+            across.iter().take(3).map(|g| name(g)).collect::<Vec<_>>().join("; ")
+        );
+    }
+    Some(note)
 }
 
 fn read_class_folders(root: &Path) -> Result<Dataset, DatasetError> {
@@ -199,7 +310,13 @@ fn read_class_folders(root: &Path) -> Result<Dataset, DatasetError> {
             });
         }
     }
-    Ok(Dataset { root: root.to_path_buf(), layout: Layout::ClassFolders, samples, notes: Vec::new() })
+    Ok(Dataset {
+        root: root.to_path_buf(),
+        layout: Layout::ClassFolders,
+        samples,
+        notes: Vec::new(),
+        duplicates: Vec::new(),
+    })
 }
 
 /// Parses a CK+ `*_emotion.txt` (one number such as `   5.0000000e+00`).
@@ -265,7 +382,7 @@ fn read_ckplus_official(root: &Path) -> Result<Dataset, DatasetError> {
             unlabelled.join(", ")
         ));
     }
-    Ok(Dataset { root: root.to_path_buf(), layout: Layout::CkPlusOfficial, samples, notes })
+    Ok(Dataset { root: root.to_path_buf(), layout: Layout::CkPlusOfficial, samples, notes, duplicates: Vec::new() })
 }
 
 fn read_fer2013_csv(path: &Path) -> Result<Dataset, DatasetError> {
@@ -323,7 +440,7 @@ pub fn parse_fer2013_csv(path: &Path, text: &str) -> Result<Dataset, DatasetErro
             skipped.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
         ));
     }
-    Ok(Dataset { root: path.to_path_buf(), layout: Layout::Fer2013Csv, samples, notes })
+    Ok(Dataset { root: path.to_path_buf(), layout: Layout::Fer2013Csv, samples, notes, duplicates: Vec::new() })
 }
 
 /// Applies a labels-override CSV (`id,label` lines, ids as in [`Sample::id`]) and describes what

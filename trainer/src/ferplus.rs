@@ -181,7 +181,8 @@ pub fn apply_ferplus(
 ) -> Result<FerPlusSummary, DatasetError> {
     let votes_path = ferplus_dir.join("fer2013new.csv");
     let votes = parse_votes(&votes_path, &read_text(&votes_path)?)?;
-    let row_of: Box<dyn Fn(&str) -> Option<usize>> = match dataset.layout {
+    type RowOf = Box<dyn Fn(&str) -> Option<usize>>;
+    let row_of: RowOf = match dataset.layout {
         Layout::Fer2013Csv => Box::new(|id: &str| id.strip_prefix("row:").and_then(|r| r.parse().ok())),
         Layout::Fer2013Folders => {
             let alignment_path: PathBuf = dataset.root.join("fer2013_row_alignment.csv");

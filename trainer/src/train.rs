@@ -3,7 +3,7 @@
 //! a progress line with loss, accuracy and ETA, and fixed seeds.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -152,13 +152,54 @@ fn param_ids(net: &ExpressionNet) -> Vec<u64> {
     c.0
 }
 
-/// The settings, output count and epoch history of a checkpoint folder.
-pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats>)> {
+/// A checkpoint folder's files. Weights and optimizer state carry the epoch in their names, and
+/// `state.json` (renamed into place last) is the commit point: a run killed anywhere, even
+/// between two files of one checkpoint, leaves `state.json` naming a complete, consistent set,
+/// never this epoch's weights beside last epoch's optimizer.
+struct CheckpointFiles(PathBuf);
+
+impl CheckpointFiles {
+    fn state(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+    fn last(&self, epoch: usize) -> PathBuf {
+        self.0.join(format!("last-{epoch:04}.safetensors"))
+    }
+    fn best(&self, epoch: usize) -> PathBuf {
+        self.0.join(format!("best-{epoch:04}.safetensors"))
+    }
+    fn optimizer(&self, epoch: usize) -> PathBuf {
+        self.0.join(format!("optimizer-{epoch:04}.bpk"))
+    }
+
+    /// Removes what the committed state no longer names (older epochs, temporaries of a killed
+    /// write). Failures only leave clutter behind.
+    fn prune(&self, state: &CheckpointState) {
+        let keep = [self.last(state.epoch), self.best(state.best_epoch), self.optimizer(state.epoch), self.state()];
+        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ours = ["last-", "best-", "optimizer-"].iter().any(|s| name.starts_with(s)) || name.ends_with(".tmp");
+            if ours && !keep.contains(&p) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+/// The committed state of a checkpoint folder.
+fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let state: CheckpointState =
-        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a mien checkpoint state", path.display()))?;
-    Ok((state.config, state.num_classes, state.history))
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a mien checkpoint state", path.display()))
+}
+
+/// The settings, output count, epoch history and best weights file of a checkpoint folder.
+pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats>, PathBuf)> {
+    let state = read_state(dir)?;
+    let best = CheckpointFiles(dir.to_path_buf()).best(state.best_epoch);
+    Ok((state.config, state.num_classes, state.history, best))
 }
 
 pub struct Trained {
@@ -263,9 +304,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Trains on `train`, selecting the model on `val` (if any). With `checkpoint_dir`, writes
-/// `last.safetensors`, `best.safetensors`, `optimizer.bpk` and `state.json` after every epoch
-/// (each written to a temporary file, then renamed) and resumes from them when `resume` is set.
+/// Trains on `train`, selecting the model on `val` (if any). With `checkpoint_dir`, writes a
+/// checkpoint after every epoch ([`CheckpointFiles`]: each file written to a temporary file, then
+/// renamed; `state.json` last) and resumes from the committed one when `resume` is set.
 pub fn train(
     train: &[Example],
     val: &[Example],
@@ -293,27 +334,26 @@ pub fn train(
         history: Vec::new(),
         param_ids: Vec::new(),
     };
-    let paths = checkpoint_dir.map(|d| {
+    let files = checkpoint_dir.map(|d| {
         let _ = std::fs::create_dir_all(d);
-        (d.join("last.safetensors"), d.join("best.safetensors"), d.join("optimizer.bpk"), d.join("state.json"))
+        CheckpointFiles(d.to_path_buf())
     });
     if resume {
-        if let Some((last, _, opt, st)) = &paths {
-            if st.exists() && last.exists() {
-                let saved: CheckpointState = serde_json::from_slice(&std::fs::read(st)?)
-                    .with_context(|| format!("{} is not a mien checkpoint state", st.display()))?;
-                anyhow::ensure!(
-                    saved.config == *cfg && saved.num_classes == num_classes,
-                    "{} was written with other settings; resume with the same command, or use a new --checkpoints folder",
-                    st.display()
-                );
-                net = load_weights(last, cfg, num_classes, &device)?;
+        if let Some(files) = files.as_ref().filter(|f| f.state().exists()) {
+            let st = files.state();
+            let saved = read_state(&files.0)?;
+            anyhow::ensure!(
+                saved.config == *cfg && saved.num_classes == num_classes,
+                "{} was written with other settings; resume with the same command, or use a new --checkpoints folder",
+                st.display()
+            );
+            if saved.epoch > 0 {
+                net = load_weights(&files.last(saved.epoch), cfg, num_classes, &device)?;
                 if saved.param_ids.len() == param_ids(&net).len() {
                     net = net.map(&mut IdRestorer { ids: saved.param_ids.clone(), next: 0 });
                 }
-                if opt.exists() {
-                    optim = optim.load(opt).map_err(|e| anyhow::anyhow!("loading {}: {e:?}", opt.display()))?;
-                }
+                let opt = files.optimizer(saved.epoch);
+                optim = optim.load(&opt).map_err(|e| anyhow::anyhow!("loading {}: {e:?}", opt.display()))?;
                 state = saved;
                 if !quiet {
                     eprintln!("resuming after epoch {} of {}", state.epoch, cfg.epochs);
@@ -346,14 +386,9 @@ pub fn train(
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let total_steps = (steps_per_epoch * cfg.epochs).max(1);
-    let mut best_net = if let Some((_, best, _, _)) = paths.as_ref().filter(|_| state.best_val.is_some()) {
-        if best.exists() {
-            Some(load_weights(best, cfg, num_classes, &device)?)
-        } else {
-            None
-        }
-    } else {
-        None
+    let mut best_net = match files.as_ref().filter(|_| state.epoch > 0) {
+        Some(files) => Some(load_weights(&files.best(state.best_epoch), cfg, num_classes, &device)?),
+        None => None,
     };
 
     for epoch in state.epoch..cfg.epochs {
@@ -476,15 +511,22 @@ pub fn train(
             state.best_epoch = epoch + 1;
             best_net = Some(net.clone());
         }
-        if let Some((last, best, opt, st)) = &paths {
-            save_weights(&net, last)?;
+        if let Some(files) = &files {
+            save_weights(&net, &files.last(state.epoch))?;
             if improved {
-                save_weights(&net, best)?;
+                save_weights(&net, &files.best(state.best_epoch))?;
             }
+            let opt = files.optimizer(state.epoch);
             let tmp = opt.with_extension("tmp");
             optim.save(&tmp).map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
-            std::fs::rename(&tmp, opt)?;
-            write_atomic(st, &serde_json::to_vec_pretty(&state)?)?;
+            std::fs::rename(&tmp, &opt)?;
+            // Fault injection for the tests: a window in which the new epoch's files exist but
+            // are not yet committed, to kill the run mid-checkpoint.
+            if let Some(ms) = std::env::var("MIEN_FAULT_CHECKPOINT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            write_atomic(&files.state(), &serde_json::to_vec_pretty(&state)?)?;
+            files.prune(&state);
         }
         if cfg.patience > 0 && val_accuracy.is_some() && epoch + 1 - state.best_epoch >= cfg.patience {
             if !quiet {

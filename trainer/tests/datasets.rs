@@ -198,3 +198,27 @@ fn ferplus_votes_replace_fer2013_labels_through_the_row_alignment() {
     let e = apply_ferplus(&mut ck, &shared("ferplus"), FerPlusMode::Soft).unwrap_err();
     assert!(e.to_string().contains("FER2013 only"), "{e}");
 }
+
+#[test]
+fn duplicate_files_are_found_and_conflicts_named() {
+    let t = Tmp::new("dup");
+    let a = std::fs::read(repo().join("tests/fixtures/faces/luciano_codait.png")).unwrap();
+    let b = std::fs::read(repo().join("tests/fixtures/faces/grace_hopper.jpg")).unwrap();
+    let c = std::fs::read(repo().join("tests/fixtures/faces/bryan_codait_tiny.png")).unwrap();
+    put(&t.0.join("happy/S001_a.png"), &a);
+    put(&t.0.join("sadness/S002_a_copy.png"), &a); // same image, other label
+    put(&t.0.join("happy/S003_b.jpg"), &b);
+    put(&t.0.join("happy/S003_b_again.jpg"), &b); // same image, same label
+    put(&t.0.join("happy/S004_c.png"), &c);
+    let d = open(&t.0).unwrap();
+    // Every file is still there: duplicates are reported, not silently dropped.
+    assert_eq!(d.samples.len(), 5);
+    let groups = mien_trainer::datasets::duplicate_groups(&d);
+    let ids = |g: &Vec<usize>| g.iter().map(|&i| d.samples[i].id.clone()).collect::<Vec<_>>();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert_eq!(ids(&groups[0]), ["happy/S001_a.png", "sadness/S002_a_copy.png"]);
+    assert_eq!(ids(&groups[1]), ["happy/S003_b.jpg", "happy/S003_b_again.jpg"]);
+    let note = d.notes.iter().find(|n| n.contains("identical")).expect("a note on duplicates");
+    assert!(note.starts_with("2 groups of identical images (4 files); 1 with different labels"), "{note}");
+    assert!(note.contains("happy/S001_a.png (happiness) = sadness/S002_a_copy.png (sadness)"), "{note}");
+}

@@ -90,50 +90,53 @@ fn assert_whole_safetensors(name: &str, bytes: &[u8]) {
     assert_eq!(end, data, "{name}: tensor data is {data} bytes, the header describes {end}");
 }
 
-#[test]
-fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
-    let tmp = TempDir::new("resume");
-    let data = tmp.0.join("data");
-    dataset(&data);
+fn state_epoch(state: &Path) -> u64 {
+    std::fs::read(state)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["epoch"].as_u64())
+        .unwrap_or(0)
+}
 
-    let straight = tmp.0.join("straight");
-    let out = train(&data, &straight, false).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-
-    // Kill a second run with SIGKILL once it has written two epochs' checkpoints.
-    let killed = tmp.0.join("killed");
-    let mut child = train(&data, &killed, false).spawn().unwrap();
-    let state = killed.join("checkpoints/state.json");
+/// Spawns a run and SIGKILLs it the moment `ready` says so; returns the checkpoint folder.
+fn kill_when(data: &Path, out: &Path, pause_ms: Option<u64>, ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let mut cmd = train(data, out, false);
+    if let Some(ms) = pause_ms {
+        cmd.env("MIEN_FAULT_CHECKPOINT_PAUSE_MS", ms.to_string());
+    }
+    let mut child = cmd.spawn().unwrap();
+    let ckpt = out.join("checkpoints");
     let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let epoch = std::fs::read(&state)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["epoch"].as_u64())
-            .unwrap_or(0);
-        if epoch >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+    while !ready(&ckpt) {
+        assert!(Instant::now() < deadline, "the kill point never came in 300 s");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL on Unix: no chance to clean up
     child.wait().unwrap();
-    // Whatever instant the kill hit, every checkpoint file present is whole.
-    let ckpt = killed.join("checkpoints");
-    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).expect("state.json is whole");
-    assert!(st["epoch"].as_u64().unwrap() >= 2);
-    for f in ["last.safetensors", "best.safetensors"] {
-        let bytes = std::fs::read(ckpt.join(f)).unwrap();
-        assert_whole_safetensors(f, &bytes);
-    }
+    ckpt
+}
 
-    let out = train(&data, &killed, true).output().unwrap();
+/// The committed checkpoint is whole: state.json parses and names weights and optimizer files
+/// that exist and are complete.
+fn assert_committed_checkpoint_whole(ckpt: &Path) -> u64 {
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).unwrap()).expect("state.json is whole");
+    let (epoch, best) = (st["epoch"].as_u64().unwrap(), st["best_epoch"].as_u64().unwrap());
+    for f in [format!("last-{epoch:04}.safetensors"), format!("best-{best:04}.safetensors")] {
+        let bytes = std::fs::read(ckpt.join(&f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_whole_safetensors(&f, &bytes);
+    }
+    assert!(ckpt.join(format!("optimizer-{epoch:04}.bpk")).exists());
+    epoch
+}
+
+fn resume_and_compare(data: &Path, killed: &Path, straight: &Path) {
+    let out = train(data, killed, true).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("resuming after epoch"), "{log}");
-    assert_eq!(history(&killed), history(&straight), "resumed run differs from the uninterrupted one");
+    assert_eq!(history(killed), history(straight), "resumed run differs from the uninterrupted one");
     let (a, b) = (
         tensors(&std::fs::read(killed.join("classifier.safetensors")).unwrap()),
         tensors(&std::fs::read(straight.join("classifier.safetensors")).unwrap()),
@@ -142,6 +145,42 @@ fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     for (name, bytes) in &a {
         assert!(b.get(name) == Some(bytes), "tensor {name} differs after resuming");
     }
+}
+
+#[test]
+fn killed_and_resumed_runs_end_like_an_uninterrupted_one() {
+    let tmp = TempDir::new("resume");
+    let data = tmp.0.join("data");
+    dataset(&data);
+
+    let straight = tmp.0.join("straight");
+    let out = train(&data, &straight, false).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // 1. Killed mid-epoch: once two epochs are committed, during the third.
+    let mid_epoch = tmp.0.join("mid-epoch");
+    let ckpt = kill_when(&data, &mid_epoch, None, |c| state_epoch(&c.join("state.json")) >= 2);
+    assert!(assert_committed_checkpoint_whole(&ckpt) >= 2);
+    resume_and_compare(&data, &mid_epoch, &straight);
+
+    // 2. Killed mid-checkpoint: epoch 3's weights and optimizer state are written, state.json
+    // (the commit) is not. The resumed run must redo epoch 3 from epoch 2's files, not mix them.
+    let mid_ckpt = tmp.0.join("mid-checkpoint");
+    let ckpt = kill_when(&data, &mid_ckpt, Some(3000), |c| {
+        c.join("optimizer-0003.bpk").exists() && state_epoch(&c.join("state.json")) == 2
+    });
+    assert!(ckpt.join("last-0003.safetensors").exists(), "the kill came before epoch 3's weights were written");
+    assert_eq!(assert_committed_checkpoint_whole(&ckpt), 2);
+    resume_and_compare(&data, &mid_ckpt, &straight);
+    // Only the committed checkpoint is left: older epochs and temporaries are pruned.
+    let mut left: Vec<String> =
+        std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(
+        left.contains(&"state.json".to_string()) && left.contains(&"last-0006.safetensors".to_string()),
+        "{left:?}"
+    );
 }
 
 /// Each tensor's name and raw bytes (the header's key order is not fixed, so files are compared
