@@ -52,6 +52,13 @@ impl Frame {
     /// the header before decoding, the EXIF orientation is applied, alpha is dropped and grayscale
     /// is replicated to three channels (as the reference MTCNN's PIL `convert("RGB")` does).
     pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+        Frame::decode_within(bytes, MAX_DIMENSION)
+    }
+
+    /// [`Frame::decode`] with a smaller largest side (at most [`MAX_DIMENSION`]): the fuzz
+    /// targets use it so that a mutated header cannot make each execution decode a huge image.
+    pub fn decode_within(bytes: &[u8], max_dimension: u32) -> Result<Frame, FrameError> {
+        let max_dimension = max_dimension.min(MAX_DIMENSION);
         if bytes.is_empty() {
             return Err(FrameError::Empty);
         }
@@ -70,8 +77,8 @@ impl Frame {
             Some(d) => d,
             None => reader.into_dimensions().map_err(map_image_error)?,
         };
-        if width > MAX_DIMENSION || height > MAX_DIMENSION {
-            return Err(FrameError::TooLarge { width, height, max: MAX_DIMENSION });
+        if width > max_dimension || height > max_dimension {
+            return Err(FrameError::TooLarge { width, height, max: max_dimension });
         }
         // The JPEG decoder fills a cut-off scan with gray rather than failing: catch it here, or a
         // half-downloaded photo would be analysed as if whole.
@@ -82,8 +89,8 @@ impl Frame {
             .with_guessed_format()
             .map_err(|e| FrameError::Corrupt(e.to_string()))?;
         let mut limits = Limits::default();
-        limits.max_image_width = Some(MAX_DIMENSION);
-        limits.max_image_height = Some(MAX_DIMENSION);
+        limits.max_image_width = Some(max_dimension);
+        limits.max_image_height = Some(max_dimension);
         limits.max_alloc = Some(MAX_ALLOC_BYTES);
         reader.limits(limits);
         let mut decoder = reader.into_decoder().map_err(map_image_error)?;

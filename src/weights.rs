@@ -81,7 +81,7 @@ fn pytorch_name(burn_path: &str) -> String {
 
 /// Validates the safetensors framing: 8-byte header length, JSON header, and that every tensor's
 /// byte range lies inside the file.
-fn check_safetensors(bytes: &[u8], file: &str) -> Result<(), WeightsError> {
+pub(crate) fn check_safetensors(bytes: &[u8], file: &str) -> Result<(), WeightsError> {
     let corrupt = |reason: String| WeightsError::Corrupt { file: file.into(), reason };
     if bytes.len() < 8 {
         return Err(corrupt(format!("only {} bytes", bytes.len())));

@@ -109,11 +109,14 @@ impl ExpressionClassifier {
     /// Loads weights saved by the trainer (burn layout safetensors) described by `manifest`.
     pub fn load(manifest_json: &[u8], weights: &[u8], device: &Device) -> Result<Self, ClassifierError> {
         let manifest = ModelManifest::from_json(manifest_json)?;
-        let mut net = ExpressionNetConfig::new(manifest.labels.len()).with_width(manifest.width).init(device);
         let file = "classifier.safetensors".to_string();
         if weights.is_empty() {
             return Err(ClassifierError::Weights { file, reason: "the file is empty".into() });
         }
+        // The framing first: a truncated or foreign file is refused before a network is built.
+        crate::weights::check_safetensors(weights, &file)
+            .map_err(|e| ClassifierError::Weights { file: file.clone(), reason: e.to_string() })?;
+        let mut net = ExpressionNetConfig::new(manifest.labels.len()).with_width(manifest.width).init(device);
         let mut store = SafetensorsStore::from_bytes(Some(weights.to_vec())).allow_partial(true).validate(false);
         let result = net
             .load_from(&mut store)

@@ -5,6 +5,8 @@
 //! - `cargo xtask setup`  only the installs (idempotent; tools live outside the clone).
 //! - `cargo xtask build`  only the web build (`dist/`).
 //! - `cargo xtask bench`  the detection benchmark, natively and in headless Chromium.
+//! - `cargo xtask fuzz`   every fuzz target for N executions (nightly + cargo-fuzz; not part of
+//!   `test`, whose suite replays the kept inputs on stable).
 //!
 //! Tools are pinned here and installed into `$MIEN_CACHE/tools` (default `~/.cache/mien/tools`),
 //! so repeated runs and fresh clones reuse them.
@@ -18,6 +20,9 @@ use std::time::Instant;
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const TRUNK_VERSION: &str = "0.21.14";
 const BINARYEN_VERSION: &str = "132";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+const FUZZ_TARGETS: &[&str] =
+    &["image_to_crop", "image_to_faces", "weights", "model_manifest", "dataset_files", "report_json"];
 const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "ffmpeg"];
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -32,9 +37,10 @@ fn main() {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("sizes") => download_sizes(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)"
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  fuzz [--runs N] [TARGET]  run the fuzz targets N times each (default 1000000; nightly)"
             );
             exit(2);
         }
@@ -216,6 +222,59 @@ fn bench(args: &[String]) -> Result {
     build_web(false)?;
     download_sizes()?;
     run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))
+}
+
+/// Runs each fuzz target (or the named ones) for `--runs` executions, from its seeds plus the
+/// corpus grown by earlier runs (`$MIEN_CACHE/fuzz-corpus`), and prints libFuzzer's count.
+/// A crash stops with the input saved under fuzz/artifacts/: fix it, then keep the input in
+/// fuzz/regressions/<target>/ so the stable test suite replays it.
+fn fuzz(args: &[String]) -> Result {
+    let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).cloned();
+    let runs = runs.unwrap_or_else(|| "1000000".into());
+    let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| FUZZ_TARGETS.contains(a)).collect();
+    let targets = if named.is_empty() { FUZZ_TARGETS.to_vec() } else { named };
+    if output_of("cargo", &["+nightly", "fuzz", "--version"]).is_none_or(|v| !v.contains(CARGO_FUZZ_VERSION)) {
+        run(cmd("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(cmd("cargo").args(["+nightly", "install", "--locked", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))?;
+    }
+    let target_dir = cache_dir().join("fuzz-target");
+    let mut summary = Vec::new();
+    for t in targets {
+        let corpus = cache_dir().join("fuzz-corpus").join(t);
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let seeds = root().join("fuzz/seeds").join(t);
+        let started = Instant::now();
+        let out = cmd("cargo")
+            .current_dir(root().join("fuzz"))
+            .args(["+nightly", "fuzz", "run", t])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .arg(&corpus)
+            .arg(&seeds)
+            .args(["--", &format!("-runs={runs}"), "-max_len=65536", "-rss_limit_mb=4096", "-timeout=30"])
+            .args(["-print_final_stats=1"])
+            .output()
+            .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let done = log.lines().rfind(|l| l.starts_with("Done ")).unwrap_or("").to_string();
+        if !out.status.success() {
+            eprintln!(
+                "{}",
+                log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+            return Err(format!(
+                "fuzz target {t} failed ({}); the crashing input is in fuzz/artifacts/{t}/",
+                out.status
+            ));
+        }
+        let line = format!("fuzz {t}: {done} ({:.0} s wall), 0 crashes", started.elapsed().as_secs_f64());
+        eprintln!("xtask: {line}");
+        summary.push(line);
+    }
+    for line in summary {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// What a first visit downloads: every file in dist/, raw and gzip -9.
