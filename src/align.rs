@@ -166,6 +166,11 @@ pub fn ncc(a: &[u8], b: &[u8]) -> f64 {
 fn bilinear_gray(frame: &Frame, x: f32, y: f32) -> f32 {
     let w = frame.width() as i64;
     let h = frame.height() as i64;
+    // Beyond one pixel outside the frame every sample is the edge pixel anyway; clamping here
+    // keeps the integer index arithmetic in range for any window (found by fuzzing: a box at
+    // -2e34 overflowed `xi + 1`). A NaN coordinate reads the corner pixel.
+    let x = if x.is_nan() { 0.0 } else { x.clamp(-1.0, w as f32) };
+    let y = if y.is_nan() { 0.0 } else { y.clamp(-1.0, h as f32) };
     let x0 = x.floor();
     let y0 = y.floor();
     let fx = x - x0;
