@@ -126,3 +126,35 @@ fn bad_weight_files_are_named_errors() {
     let empty = MtcnnWeights { onet: Vec::new(), ..good };
     assert!(matches!(FaceDetector::new(&empty, config, &device), Err(WeightsError::Corrupt { .. })));
 }
+
+/// Every frame shape a decoder can hand over, exhaustively where fuzzing is too slow to go (the
+/// instrumented cascade runs a few executions a second): each size from 1×1 to 40×40, thin
+/// strips, flat black and white, and the face fixture squeezed into each of them. Nothing panics,
+/// and every face found lies in the frame with finite numbers.
+#[test]
+fn every_small_frame_shape_is_handled() {
+    let det = detector();
+    let face = image::open(fixture("faces/grace_hopper.jpg")).unwrap();
+    let mut shapes: Vec<(u32, u32)> = (1..=40).flat_map(|w| (1..=40).map(move |h| (w, h))).collect();
+    shapes.extend([(1, 2000), (2000, 1), (12, 1500), (1500, 12), (13, 13), (2, 700)]);
+    let mut found = 0;
+    for (i, &(w, h)) in shapes.iter().enumerate() {
+        let frame = match i % 3 {
+            0 => Frame::from_rgb(w, h, vec![0; (w * h * 3) as usize]).unwrap(),
+            1 => Frame::from_rgb(w, h, vec![255; (w * h * 3) as usize]).unwrap(),
+            _ => Frame::from_dynamic(&face.resize_exact(w, h, image::imageops::FilterType::Triangle)),
+        };
+        let faces = det.detect(&frame).unwrap_or_else(|e| panic!("{w}×{h}: {e}"));
+        for f in &faces {
+            let [x1, y1, x2, y2] = f.bbox;
+            assert!(f.bbox.iter().chain(f.landmarks.iter().flatten()).all(|v| v.is_finite()), "{w}×{h}: {f:?}");
+            assert!(x1 < x2 && y1 < y2 && x2 > 0.0 && y2 > 0.0 && x1 < w as f32 && y1 < h as f32, "{w}×{h}: {f:?}");
+            let crop = mien::crop_face(&frame, f, &mien::CropConfig::default());
+            assert_eq!(crop.pixels.len(), 48 * 48);
+        }
+        found += faces.len();
+    }
+    // The face is findable once the frame is big enough: the sweep reaches the whole cascade.
+    assert!(found > 0, "no face in any of {} frames", shapes.len());
+    eprintln!("{} frame shapes, {found} faces found", shapes.len());
+}

@@ -40,7 +40,7 @@ fn main() {
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  fuzz [--runs N] [TARGET]  run the fuzz targets N times each (default 1000000; nightly)"
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)"
             );
             exit(2);
         }
@@ -231,6 +231,8 @@ fn bench(args: &[String]) -> Result {
 fn fuzz(args: &[String]) -> Result {
     let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).cloned();
     let runs = runs.unwrap_or_else(|| "1000000".into());
+    // An optional wall-time cap per target (libFuzzer stops at whichever comes first).
+    let max_time = args.iter().position(|a| a == "--max-time").and_then(|i| args.get(i + 1)).cloned();
     let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| FUZZ_TARGETS.contains(a)).collect();
     let targets = if named.is_empty() { FUZZ_TARGETS.to_vec() } else { named };
     if output_of("cargo", &["+nightly", "fuzz", "--version"]).is_none_or(|v| !v.contains(CARGO_FUZZ_VERSION)) {
@@ -253,6 +255,7 @@ fn fuzz(args: &[String]) -> Result {
             .arg(&seeds)
             .args(["--", &format!("-runs={runs}"), "-max_len=65536", "-rss_limit_mb=4096", "-timeout=30"])
             .args(["-print_final_stats=1"])
+            .args(max_time.iter().map(|s| format!("-max_total_time={s}")))
             .output()
             .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
         let log = String::from_utf8_lossy(&out.stderr);
