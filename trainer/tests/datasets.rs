@@ -222,3 +222,36 @@ fn duplicate_files_are_found_and_conflicts_named() {
     assert!(note.starts_with("2 groups of identical images (4 files); 1 with different labels"), "{note}");
     assert!(note.contains("happy/S001_a.png (happiness) = sadness/S002_a_copy.png (sadness)"), "{note}");
 }
+
+#[test]
+fn missing_label_files_are_named_and_nothing_is_half_applied() {
+    use mien_trainer::ferplus::{apply_ferplus, FerPlusMode};
+    let t = Tmp::new("missing-labels");
+    ckplus_tree(&t.0, "   5.0000000e+00\n");
+    let mut d = open(&t.0).unwrap();
+    let before = d.samples.clone();
+    // A labels-override file that is not there.
+    let e = apply_overrides(&mut d, &t.0.join("no-such-overrides.csv")).unwrap_err();
+    assert!(matches!(e, DatasetError::Io { .. }) && e.to_string().contains("no-such-overrides.csv"), "{e}");
+    // A CK+ label file removed: its sequence is kept as unlabelled (first frame neutral) and said so.
+    std::fs::remove_file(t.0.join("Emotion/S005/001/S005_001_00000003_emotion.txt")).unwrap();
+    let d2 = open(&t.0).unwrap();
+    assert!(d2.samples.iter().all(|s| s.label == Emotion::Neutral));
+    assert!(d2.notes.iter().any(|n| n.contains("S005/001")), "{:?}", d2.notes);
+    // FERPlus files missing: the error names the file, the dataset keeps FER2013's labels.
+    let mut fer = mien_trainer::datasets::parse_fer2013_csv(
+        Path::new("fer.csv"),
+        &format!("emotion,pixels,Usage\n3,{},Training\n", vec!["7"; 2304].join(" ")),
+    )
+    .unwrap();
+    let e = apply_ferplus(&mut fer, &t.0.join("no-ferplus"), FerPlusMode::Soft).unwrap_err();
+    assert!(matches!(e, DatasetError::Missing(ref p) if p.ends_with("fer2013new.csv")), "{e}");
+    assert_eq!(fer.samples.len(), 1);
+    assert_eq!(fer.samples[0].label, Emotion::Happiness);
+    // A malformed votes file: named with its line, nothing applied.
+    put(&t.0.join("ferplus/fer2013new.csv"), b"Usage,Image name,neutral,happiness\nTraining,a.png,1,2\n");
+    let e = apply_ferplus(&mut fer, &t.0.join("ferplus"), FerPlusMode::Soft).unwrap_err();
+    assert!(e.to_string().contains("fer2013new.csv: line 2"), "{e}");
+    assert_eq!(fer.samples[0].votes, None);
+    assert_eq!(d.samples, before);
+}
