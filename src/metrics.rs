@@ -149,6 +149,11 @@ impl Report {
         if n == 0 {
             return bad("no labels".into());
         }
+        for (i, l) in self.labels.iter().enumerate() {
+            if self.labels[..i].contains(l) {
+                return bad(format!("label `{l}` is listed twice"));
+            }
+        }
         if self.confusion_matrix.len() != n || self.confusion_matrix.iter().any(|row| row.len() != n) {
             return bad(format!("the confusion matrix is not {n}×{n} (one row and column per label)"));
         }

@@ -320,6 +320,17 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
         let el = h.wait_for(&format!("{id}[data-accuracy]"), 60).await;
         let shown = el.attr("data-accuracy").await.unwrap().unwrap();
         assert_eq!(shown, format!("{:.6}", r["accuracy"].as_f64().unwrap()), "{id} accuracy");
+        // Beside it, the accuracy without test images that are also training images, where the
+        // report has one (FER2013: 280 such PublicTest images).
+        let clean = h
+            .eval(&format!(
+                "(document.querySelector('{id} .without-copies') || {{dataset: {{}}}}).dataset.accuracy || null"
+            ))
+            .await;
+        match r["meta"]["without_training_copies"]["accuracy"].as_f64() {
+            Some(a) => assert_eq!(clean, serde_json::json!(format!("{a:.6}")), "{id} accuracy without training copies"),
+            None => assert_eq!(clean, Value::Null, "{id}"),
+        }
         // The matrix cells and the per-class table are the report's, in order.
         let cells = h
             .eval(&format!("Array.from(document.querySelectorAll('{id} table.confusion td.cell')).map(td => Number(td.dataset.count))"))
@@ -413,6 +424,97 @@ async fn own_photos_evaluation_matches_the_trainer() {
     assert_eq!(labels, trainer["labels"]);
     assert_eq!(matrix, trainer["confusion_matrix"]);
     h.screenshot("dashboard-own-photos").await;
+    h.assert_private();
+    h.finish().await;
+}
+
+/// Starts the live page on `backend` with the smiling fixture as the camera; returns once
+/// `frames` frames are classified.
+async fn live_session(dir: &TempDir, backend: &str, frames: u64) -> Harness {
+    let video = fake_camera_video(
+        dir,
+        &fixture("faces/astronaut_eileen_collins.png"),
+        &["-vf", "scale=480:480,pad=640:480:80:0"],
+        10,
+        3,
+    );
+    let h = Harness::start(&dist(), &camera_args(&video)).await;
+    h.open(&format!("/?backend={backend}#/live")).await;
+    wait_ready(&h).await;
+    h.wait_for("#camera-start", 30).await.click().await.unwrap();
+    wait_frames(&h, frames, 240).await;
+    h
+}
+
+fn live_stats_js() -> &'static str {
+    "Object.assign({}, document.querySelector('#live-stats').dataset)"
+}
+
+/// Waits until the live page has classified at least `n` frames; returns its stats.
+async fn wait_frames(h: &Harness, n: u64, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let s = h.eval(live_stats_js()).await;
+        if s["frames"].as_str().unwrap_or("0").parse::<u64>().unwrap_or(0) >= n {
+            return s;
+        }
+        let engine = h.eval("document.querySelector('#engine').innerText").await;
+        assert!(std::time::Instant::now() < deadline, "fewer than {n} frames after {secs} s: {s} / {engine}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+fn frames_of(s: &Value) -> u64 {
+    s["frames"].as_str().unwrap_or("0").parse().unwrap_or(0)
+}
+
+/// Sends a fault to the worker over the page's fault-injection channel (web/worker.js).
+async fn inject(h: &Harness, fault: &str) {
+    h.eval(&format!("(() => {{ new BroadcastChannel('mien-faults').postMessage('{fault}'); return true; }})()")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn webgpu_device_lost_mid_stream_moves_to_cpu_and_keeps_classifying() {
+    let dir = TempDir::new("gpulost");
+    let h = live_session(&dir, "webgpu", 1).await;
+    let before = h.eval(live_stats_js()).await;
+    assert_eq!(before["backend"], "WebGPU", "{before}");
+    // GPUDevice.destroy() on the worker's device, mid-stream.
+    inject(&h, "lose-gpu").await;
+    let note = h.wait_for("#fallback-note", 60).await.text().await.unwrap();
+    assert!(note.contains("GPU device was lost"), "{note}");
+    h.wait_for("#engine[data-state='ready'][data-backend='CPU']", 120).await;
+    // (The stats may be hidden while the engine reloads: never count below the GPU's frames.)
+    let at_switch = frames_of(&h.eval(live_stats_js()).await).max(frames_of(&before));
+    let after = wait_frames(&h, at_switch + 5, 120).await;
+    eprintln!(
+        "GPU lost after {} WebGPU frames; then {} more frames on the CPU: {after}",
+        frames_of(&before),
+        frames_of(&after) - at_switch
+    );
+    assert_eq!(after["backend"], "CPU", "{after}");
+    assert_eq!(after["emotion"], "happiness", "{after}");
+    assert_eq!(h.eval("document.querySelector('#backend-select').value").await, "cpu");
+    h.screenshot("live-gpu-lost").await;
+    h.assert_private();
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn a_crashed_worker_is_restarted_and_live_classification_goes_on() {
+    let dir = TempDir::new("crash");
+    let h = live_session(&dir, "cpu", 3).await;
+    inject(&h, "crash").await;
+    h.wait_for("#engine[data-restarts='1'][data-state='ready']", 120).await;
+    let at_restart = frames_of(&h.eval(live_stats_js()).await);
+    let after = wait_frames(&h, at_restart + 5, 120).await;
+    eprintln!("worker crashed and restarted; {} frames since: {after}", frames_of(&after) - at_restart);
+    assert_eq!(after["emotion"], "happiness", "{after}");
+    // The injected error is the only one logged.
+    let errors = h.console_errors().await;
+    assert!(errors.iter().all(|e| e.contains("injected worker fault")), "{errors:#?}");
     h.assert_private();
     h.finish().await;
 }

@@ -89,6 +89,8 @@ pub fn app() -> Html {
     let engine = use_state(|| Engine::Loading);
     let backend = use_state(initial_backend);
     let restarts = use_state(|| 0u32);
+    // Why the app left the backend the user chose (the GPU was lost), until they choose again.
+    let fallback: UseStateHandle<Option<String>> = use_state(|| None);
     let self_test: UseStateHandle<Option<Result<String, String>>> = use_state(|| None);
     let worker = use_mut_ref(|| None::<InferenceWorker>);
     let route = use_state(Route::current);
@@ -108,6 +110,8 @@ pub fn app() -> Html {
         let engine = engine.clone();
         let self_test = self_test.clone();
         let restarts = restarts.clone();
+        let chosen = backend.clone();
+        let fallback = fallback.clone();
         use_effect_with(((*backend).clone(), *restarts), move |(backend, _)| {
             engine.set(Engine::Loading);
             self_test.set(None);
@@ -117,7 +121,18 @@ pub fn app() -> Html {
                 let engine = engine.clone();
                 let self_test = self_test.clone();
                 let restarts = restarts.clone();
+                let on_gpu = backend != "cpu";
                 Callback::from(move |ev: WorkerEvent| match ev {
+                    // Only a worker on a GPU backend can lose its device; a late message from a
+                    // replaced worker changes nothing.
+                    WorkerEvent::GpuLost(why) if on_gpu => {
+                        web_sys::console::warn_1(&format!("mien: the WebGPU device was lost ({why})").into());
+                        fallback.set(Some(format!(
+                            "The GPU device was lost ({why}); mien moved to the CPU backend and carries on. Choose WebGPU to try the GPU again."
+                        )));
+                        chosen.set("cpu".into());
+                    }
+                    WorkerEvent::GpuLost(_) => {}
                     WorkerEvent::Ready { backend, note } => engine.set(Engine::Ready { backend, note }),
                     WorkerEvent::Fatal(e) => engine.set(Engine::Failed(e)),
                     WorkerEvent::SelfTest(r) => self_test.set(Some(r)),
@@ -149,8 +164,10 @@ pub fn app() -> Html {
 
     let on_backend = {
         let backend = backend.clone();
+        let fallback = fallback.clone();
         Callback::from(move |e: Event| {
             let select: HtmlSelectElement = e.target_unchecked_into();
+            fallback.set(None);
             backend.set(select.value());
         })
     };
@@ -200,7 +217,7 @@ pub fn app() -> Html {
         </header>
         <div class="engine-bar">
             <p id="engine" class={classes!("engine", engine_state)} data-state={engine_state}
-               data-backend={context_backend(&engine)} role="status">
+               data-backend={context_backend(&engine)} data-restarts={restarts.to_string()} role="status">
                 { if engine_state == "loading" { html! { <span class="spinner" aria-hidden="true"></span> } } else { html! {} } }
                 { engine_text }
             </p>
@@ -215,6 +232,10 @@ pub fn app() -> Html {
                 disabled={!matches!(*engine, Engine::Ready { .. })}
                 title="Run the face detector's networks on reference inputs and compare with the reference outputs">{ "Self-test" }</button>
             { note }
+            { match &*fallback {
+                Some(why) => html! { <p class="note" id="fallback-note" role="alert">{ why.clone() }</p> },
+                None => html! {},
+            } }
             { self_test_view(&self_test) }
         </div>
         <main>{ page }</main>

@@ -27,6 +27,8 @@ pub enum WorkerEvent {
     SelfTest(Result<String, String>),
     /// The worker died (an uncaught error); its pending jobs were answered with an error.
     Crashed(String),
+    /// The worker's WebGPU device was lost (reason, message).
+    GpuLost(String),
 }
 
 struct Inner {
@@ -84,6 +86,12 @@ impl InferenceWorker {
                             note: get(&data, "note").as_string().unwrap_or_default(),
                         });
                     }
+                    Some("gpu-lost") => on_event.emit(WorkerEvent::GpuLost({
+                        let message = get(&data, "message").as_string().unwrap_or_default();
+                        let reason = get(&data, "reason").as_string().unwrap_or_default();
+                        let why = if message.trim().is_empty() { reason } else { message };
+                        why.trim().trim_end_matches('.').to_string()
+                    })),
                     Some("fatal") => on_event.emit(WorkerEvent::Fatal(
                         get(&data, "error").as_string().unwrap_or_else(|| "unknown error".into()),
                     )),

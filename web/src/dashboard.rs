@@ -55,6 +55,20 @@ fn report_of(v: &Value) -> Result<Report, String> {
     Report::from_value(v).map_err(|e| e.to_string())
 }
 
+/// The same evaluation without the test images that have a byte-identical copy in training
+/// (FER2013 has 280 such PublicTest images), where the report has it.
+fn without_training_copies(v: &Value) -> Html {
+    let w = &v["meta"]["without_training_copies"];
+    match (w["accuracy"].as_f64(), w["images"].as_u64(), w["images_left_out"].as_u64()) {
+        (Some(acc), Some(n), Some(out)) => html! {
+            <p class="note without-copies" data-accuracy={format!("{acc:.6}")}>
+                { format!("Without the {out} test images that also appear, byte for byte, in the training split: accuracy {} on {n} images.", pct(acc)) }
+            </p>
+        },
+        _ => html! {},
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
@@ -154,6 +168,7 @@ fn report_section(id: &str, title: &str, l: &Loaded, how: &str) -> Html {
                 <h2>{ title.to_string() }</h2>
                 <p class="note">{ how.to_string() }</p>
                 <p>{ format!("Accuracy {} · macro-F1 {:.3} · {} images", pct(r.accuracy), r.macro_f1, total(v)) }</p>
+                { without_training_copies(v) }
                 <ReportView report={Rc::new(r)} />
             </section>
         },

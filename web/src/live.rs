@@ -34,6 +34,11 @@ const MAX_FRAME_WIDTH: u32 = 480;
 /// face at arm's length from a webcam is 90–190 px there, and each doubling of the minimum makes
 /// the detector's image pyramid about four times cheaper.
 const LIVE_MIN_FACE: f64 = 48.0;
+/// Frames sent to the worker and not yet answered. Two: while the worker runs one frame, the
+/// next is already read back and waiting, so neither the worker nor the page idles for the
+/// other (on two cores, the frame rate becomes that of the slower side, not of both in turn).
+/// Frames are still dropped, never queued: the camera's other frames are not read at all.
+const MAX_IN_FLIGHT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Camera {
@@ -63,7 +68,9 @@ struct LiveView {
 #[derive(Default)]
 struct Loop {
     stream: Option<MediaStream>,
-    in_flight: bool,
+    in_flight: u32,
+    /// The video time of the last frame sent, so one camera frame is never sent twice.
+    last_sent: f64,
     tracker: FaceTracker,
     done_at: VecDeque<f64>,
     frames: u64,
@@ -231,7 +238,8 @@ pub fn live() -> Html {
                     stop_stream(&old);
                 }
                 s.tracker.reset();
-                s.in_flight = false;
+                s.in_flight = 0;
+                s.last_sent = -1.0;
                 s._track_listeners.clear();
             }
             view.set(LiveView { first_frame_ms: view.first_frame_ms, ..LiveView::default() });
@@ -425,7 +433,7 @@ fn pump(
     ctx: &EngineContext,
     min_face: f64,
 ) {
-    if state.borrow().in_flight {
+    if state.borrow().in_flight >= MAX_IN_FLIGHT {
         return;
     }
     let (Some(video), Some(canvas)) = (video_ref.cast::<HtmlVideoElement>(), canvas_ref.cast::<HtmlCanvasElement>())
@@ -434,6 +442,9 @@ fn pump(
     };
     // HAVE_CURRENT_DATA or better, and a known size.
     if video.ready_state() < 2 || video.video_width() == 0 {
+        return;
+    }
+    if video.current_time() == state.borrow().last_sent {
         return;
     }
     let (vw, vh) = (video.video_width(), video.video_height());
@@ -469,7 +480,8 @@ fn pump(
     };
     let session = {
         let mut s = state.borrow_mut();
-        s.in_flight = true;
+        s.in_flight += 1;
+        s.last_sent = video.current_time();
         s.session
     };
     let done = {
@@ -489,7 +501,7 @@ fn pump(
     };
     match ctx.worker.0.borrow().as_ref() {
         Some(worker) => worker.detect_rgba(buffer, w, h, min_face, done),
-        None => state.borrow_mut().in_flight = false,
+        None => state.borrow_mut().in_flight -= 1,
     }
 }
 
@@ -498,10 +510,10 @@ fn answer(state: &Rc<RefCell<Loop>>, view: &UseStateHandle<LiveView>, session: u
     {
         {
             let mut s = state.borrow_mut();
-            s.in_flight = false;
             if s.session != session {
                 return;
             }
+            s.in_flight = s.in_flight.saturating_sub(1);
             let t = now();
             match reply {
                 Ok(r) => {
