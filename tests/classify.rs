@@ -103,3 +103,28 @@ fn broken_model_files_are_named_errors() {
         other => panic!("mismatched labels: {other:?}"),
     }
 }
+
+#[test]
+fn manifests_outside_what_a_browser_can_run_are_refused_by_field() {
+    let (manifest, weights) = model_files();
+    let device = Device::flex();
+    let good: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    // Each edit names the field in the error, before any network is built or weight read.
+    let cases: [(&str, serde_json::Value, &str); 7] = [
+        ("width", 1e9.into(), "width"),
+        ("input_size", 0.into(), "input_size"),
+        ("input_size", 100_000.into(), "input_size"),
+        ("std", 0.0.into(), "std"),
+        ("labels", serde_json::json!(["happiness", "happiness"]), "twice"),
+        ("labels", serde_json::json!(["happiness"]), "at least 2"),
+        ("schema_version", 2.into(), "schema_version"),
+    ];
+    for (field, value, says) in cases {
+        let mut m = good.clone();
+        m[field] = value.clone();
+        match ExpressionClassifier::load(&serde_json::to_vec(&m).unwrap(), &weights, &device) {
+            Err(ClassifierError::Manifest(why)) => assert!(why.contains(says), "{field}={value}: {why}"),
+            other => panic!("{field}={value}: {other:?}"),
+        }
+    }
+}
