@@ -400,9 +400,20 @@ async fn own_photos_evaluation_matches_the_trainer() {
         uploads.push(flat.join(&name).display().to_string());
     }
     let report_path = dir.0.join("trainer.json");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["run", "-q", "-p", "mien-trainer", "--", "evaluate", "--data"])
+    // The trainer binary the workspace test build made (target/<profile>/mien-trainer, beside this
+    // test's deps/ folder): `cargo run -p mien-trainer` would resolve other features and rebuild
+    // burn from scratch on a cold machine.
+    let built = std::env::current_exe().unwrap().parent().and_then(|d| d.parent()).map(|d| d.join("mien-trainer"));
+    let mut trainer_cmd = match built.filter(|b| b.exists()) {
+        Some(bin) => std::process::Command::new(bin),
+        None => {
+            let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            c.args(["run", "-q", "-p", "mien-trainer", "--"]);
+            c
+        }
+    };
+    let out = trainer_cmd
+        .args(["evaluate", "--data"])
         .arg(dir.0.join("dataset"))
         .arg("--report")
         .arg(&report_path)
