@@ -266,7 +266,7 @@ fn fuzz(args: &[String]) -> Result {
                 log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
             );
             return Err(format!(
-                "fuzz target {t} failed ({}); the crashing input is in fuzz/artifacts/{t}/",
+                "fuzz target {t} stopped ({}): a crash leaves its input in fuzz/artifacts/{t}/; an interrupted run, its counts above",
                 out.status
             ));
         }
