@@ -226,18 +226,8 @@ async fn bad_files_get_a_clear_message_and_the_page_keeps_working() {
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn live_camera_finds_and_classifies_a_smiling_face() {
     let dir = TempDir::new("camera");
-    let video = fake_camera_video(
-        &dir,
-        &fixture("faces/astronaut_eileen_collins.png"),
-        &["-vf", "scale=480:480,pad=640:480:80:0"],
-        10,
-        3,
-    );
-    let h = Harness::start(&dist(), &camera_args(&video)).await;
-    h.open("/?backend=cpu#/live").await;
-    assert_eq!(wait_ready(&h).await, "CPU");
-    h.wait_for("#camera-start", 30).await.click().await.unwrap();
-    let stats = || h.eval("Object.assign({}, document.querySelector('#live-stats').dataset)");
+    let h = live_session(&dir, "cpu", 0).await;
+    let stats = || h.eval(live_stats_js());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let s = stats().await;
@@ -439,8 +429,8 @@ async fn own_photos_evaluation_matches_the_trainer() {
     h.finish().await;
 }
 
-/// Starts the live page on `backend` with the smiling fixture as the camera; returns once
-/// `frames` frames are classified.
+/// Starts the live page on `backend` (`cpu` or `webgpu`, which must be what the engine runs on)
+/// with the smiling fixture as the camera; returns once `frames` frames are classified.
 async fn live_session(dir: &TempDir, backend: &str, frames: u64) -> Harness {
     let video = fake_camera_video(
         dir,
@@ -451,7 +441,7 @@ async fn live_session(dir: &TempDir, backend: &str, frames: u64) -> Harness {
     );
     let h = Harness::start(&dist(), &camera_args(&video)).await;
     h.open(&format!("/?backend={backend}#/live")).await;
-    wait_ready(&h).await;
+    assert_eq!(wait_ready(&h).await, if backend == "webgpu" { "WebGPU" } else { "CPU" });
     h.wait_for("#camera-start", 30).await.click().await.unwrap();
     wait_frames(&h, frames, 240).await;
     h
