@@ -1,5 +1,6 @@
-//! MTCNN on burn against the reference: the networks' outputs match golden values to 1e-4, and the
-//! whole cascade finds on real photos what facenet-pytorch finds.
+//! MTCNN on burn against the reference: with facenet-pytorch's f32 weights the networks' outputs
+//! match golden values to 1e-4; the shipped f16 + int8 weights stay close to them, and the whole cascade
+//! with the shipped weights finds on real photos what facenet-pytorch finds.
 
 mod common;
 
@@ -30,36 +31,79 @@ fn flat(v: &Value) -> Vec<f32> {
     }
 }
 
-fn assert_close(name: &str, got: Tensor<2>, want: &Value) {
+/// Asserts every output is within `tol` of the golden value; returns the largest deviation.
+fn assert_close(name: &str, got: Tensor<2>, want: &Value, tol: f32) -> f32 {
     let got: Vec<f32> = got.into_data().convert::<f32>().try_into_vec().unwrap();
     let want = flat(want);
     assert_eq!(got.len(), want.len(), "{name}: length");
+    let mut worst = 0f32;
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() <= 1e-4, "{name}[{i}]: got {g}, want {w}");
+        assert!((g - w).abs() <= tol, "{name}[{i}]: got {g}, want {w} (tolerance {tol})");
+        worst = worst.max((g - w).abs());
     }
+    worst
 }
 
-#[test]
-fn networks_match_golden_outputs() {
+/// Runs the three networks on the golden inputs; returns each one's largest deviation.
+fn golden_deviations(det: &FaceDetector, tol: f32) -> [f32; 3] {
     let golden = read_json(&repo().join("assets/mtcnn/golden_outputs.json"));
-    let det = detector();
-
     let (reg, prob) = det.pnet().forward(synthetic(16, 22));
     assert_eq!(prob.dims(), [1, 2, 3, 6]);
     let g = &golden["pnet_16x22"];
-    assert_close("pnet reg", reg.reshape([1, -1]), &g["reg_chw"]);
-    assert_close("pnet prob", prob.narrow(1, 1, 1).reshape([1, -1]), &g["prob_face_hw"]);
+    let pnet = assert_close("pnet reg", reg.reshape([1, -1]), &g["reg_chw"], tol).max(assert_close(
+        "pnet prob",
+        prob.narrow(1, 1, 1).reshape([1, -1]),
+        &g["prob_face_hw"],
+        tol,
+    ));
 
     let (reg, prob) = det.rnet().forward(synthetic(24, 24));
     let g = &golden["rnet_24x24"];
-    assert_close("rnet reg", reg, &g["reg"]);
-    assert_close("rnet prob", prob, &g["prob"]);
+    let rnet = assert_close("rnet reg", reg, &g["reg"], tol).max(assert_close("rnet prob", prob, &g["prob"], tol));
 
     let (reg, marks, prob) = det.onet().forward(synthetic(48, 48));
     let g = &golden["onet_48x48"];
-    assert_close("onet reg", reg, &g["reg"]);
-    assert_close("onet landmarks", marks, &g["landmarks"]);
-    assert_close("onet prob", prob, &g["prob"]);
+    let onet = assert_close("onet reg", reg, &g["reg"], tol)
+        .max(assert_close("onet landmarks", marks, &g["landmarks"], tol))
+        .max(assert_close("onet prob", prob, &g["prob"], tol));
+    [pnet, rnet, onet]
+}
+
+#[test]
+fn networks_with_reference_weights_match_golden_outputs() {
+    let det = FaceDetector::new(&reference_mtcnn_weights(), DetectorConfig::default(), &Device::flex()).unwrap();
+    let [p, r, o] = golden_deviations(&det, 1e-4);
+    eprintln!(
+        "reference f32 weights: largest deviation from golden outputs P-Net {p:.1e}, R-Net {r:.1e}, O-Net {o:.1e}"
+    );
+}
+
+/// The compact weights move outputs by a thousandth or two (probabilities and box offsets alike);
+/// the detection test below shows that this changes no detection beyond the reference's tolerance.
+#[test]
+fn shipped_weights_are_the_quantised_reference_and_stay_within_5e_3_of_golden_outputs() {
+    let (shipped, reference) = (mtcnn_weights(), reference_mtcnn_weights());
+    for (file, s, r) in [
+        ("pnet", &shipped.pnet, &reference.pnet),
+        ("rnet", &shipped.rnet, &reference.rnet),
+        ("onet", &shipped.onet, &reference.onet),
+    ] {
+        let q = mien::weights::quantize(r, file).unwrap();
+        assert!(
+            q == *s,
+            "assets/mtcnn/{file}.safetensors is not `mien-trainer quantize` of reference/{file}.safetensors"
+        );
+    }
+    let size = |w: &MtcnnWeights| w.pnet.len() + w.rnet.len() + w.onet.len();
+    assert!(size(&shipped) * 3 < size(&reference), "compact {} B vs f32 {} B", size(&shipped), size(&reference));
+    let [p, r, o] = golden_deviations(&detector(), 5e-3);
+    eprintln!(
+        "shipped f16 + int8 weights: largest deviation from golden outputs P-Net {p:.1e}, R-Net {r:.1e}, O-Net {o:.1e}"
+    );
+    assert!(
+        p.max(r).max(o) > 1e-6,
+        "compact weights cannot reproduce f32 outputs exactly; is the quantisation applied?"
+    );
 }
 
 #[test]
@@ -99,6 +143,63 @@ fn finds_every_reference_face_and_nothing_on_faceless_photos() {
     assert!(checked >= 15, "only {checked} reference faces checked");
 }
 
+/// What the compact weights change where it matters: on every fixture photo, at two minimum face
+/// sizes, they find every face that facenet-pytorch's f32 weights find with probability ≥ 0.9,
+/// no other, by the standard the detector is held to against facenet-pytorch itself (IoU ≥ 0.8,
+/// landmarks within 5% of the face). The cascade is not smooth (NMS picks one of several
+/// overlapping candidates), so even all-f16 weights move a box to IoU 0.90 and a borderline
+/// face's score by 0.12; the shipped f16 + int8 mix measured IoU 0.895, landmarks 3.2%.
+#[test]
+fn shipped_weights_find_what_the_reference_weights_find() {
+    let reference = FaceDetector::new(&reference_mtcnn_weights(), DetectorConfig::default(), &Device::flex()).unwrap();
+    let mut shipped = detector();
+    let mut reference = reference;
+    let (mut faces_compared, mut worst_iou, mut worst_mark, mut worst_score) = (0, 1f32, 0f32, 0f32);
+    for dir in ["faces", "no_faces", "bench"] {
+        for entry in std::fs::read_dir(fixture(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let frame = Frame::decode(&std::fs::read(&path).unwrap()).unwrap();
+            for min_face in [20.0, 40.0] {
+                let config = DetectorConfig { min_face_size: min_face, ..DetectorConfig::default() };
+                shipped.set_config(config.clone());
+                reference.set_config(config);
+                let want: Vec<_> = reference.detect(&frame).unwrap().into_iter().filter(|f| f.score >= 0.9).collect();
+                let got = shipped.detect(&frame).unwrap();
+                for w in &want {
+                    let best = got
+                        .iter()
+                        .max_by(|a, b| iou(a.bbox, w.bbox).total_cmp(&iou(b.bbox, w.bbox)))
+                        .unwrap_or_else(|| panic!("{}: compact weights miss the face at {:?}", path.display(), w.bbox));
+                    let size = (w.bbox[2] - w.bbox[0]).max(w.bbox[3] - w.bbox[1]);
+                    let mark = (0..5)
+                        .map(|k| {
+                            let (a, b) = (best.landmarks[k], w.landmarks[k]);
+                            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt() / size
+                        })
+                        .fold(0f32, f32::max);
+                    worst_iou = worst_iou.min(iou(best.bbox, w.bbox));
+                    worst_mark = worst_mark.max(mark);
+                    worst_score = worst_score.max((best.score - w.score).abs());
+                    faces_compared += 1;
+                }
+                let confident = got.iter().filter(|f| f.score >= 0.9).count();
+                assert!(
+                    confident <= want.len(),
+                    "{}: compact weights find {confident} faces, f32 {}",
+                    path.display(),
+                    want.len()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "shipped (f16 + int8) vs f32 weights: {faces_compared} faces; worst IoU {worst_iou:.3}, landmark shift {:.2}% of the face, score change {worst_score:.4}",
+        worst_mark * 100.0
+    );
+    assert!(faces_compared >= 30, "{faces_compared}");
+    assert!(worst_iou >= 0.8 && worst_mark <= 0.05, "worst IoU {worst_iou}, landmark shift {worst_mark}");
+}
+
 #[test]
 fn bad_weight_files_are_named_errors() {
     let good = mtcnn_weights();
@@ -125,6 +226,103 @@ fn bad_weight_files_are_named_errors() {
 
     let empty = MtcnnWeights { onet: Vec::new(), ..good };
     assert!(matches!(FaceDetector::new(&empty, config, &device), Err(WeightsError::Corrupt { .. })));
+}
+
+/// Rewrites a safetensors file tensor by tensor: `edit` returns the tensor to write (or none).
+fn rewrite(
+    bytes: &[u8],
+    edit: impl Fn(&str, safetensors::Dtype, &[usize], &[u8]) -> Option<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let owned: Vec<_> =
+        st.tensors().into_iter().filter_map(|(n, v)| edit(&n, v.dtype(), v.shape(), v.data())).collect();
+    let views =
+        owned.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()));
+    safetensors::serialize(views, None).unwrap()
+}
+
+#[test]
+fn damaged_quantised_weight_files_are_named_errors() {
+    let good = mtcnn_weights();
+    let (device, config) = (Device::flex(), DetectorConfig::default());
+    let keep = |n: &str, d, s: &[usize], b: &[u8]| Some((n.to_string(), d, s.to_vec(), b.to_vec()));
+    let load = |onet: Vec<u8>| FaceDetector::new(&MtcnnWeights { onet, ..good.clone() }, config.clone(), &device);
+
+    // The scales of one int8 tensor are gone.
+    let no_scale =
+        rewrite(&good.onet, |n, d, s, b| if n == "dense5.weight.q8_scale" { None } else { keep(n, d, s, b) });
+    match load(no_scale) {
+        Err(WeightsError::MissingTensor { file, tensor }) => {
+            assert_eq!((file.as_str(), tensor.as_str()), ("onet.safetensors", "dense5.weight.q8_scale"))
+        }
+        other => panic!("missing scales: {other:?}"),
+    }
+    // A scale that is not a positive number.
+    let nan_scale = rewrite(&good.onet, |n, d, s, b| {
+        let mut b = b.to_vec();
+        if n == "dense5.weight.q8_scale" {
+            b[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        keep(n, d, s, &b)
+    });
+    match load(nan_scale) {
+        Err(e @ WeightsError::Mismatch { .. }) => assert!(e.to_string().contains("dense5.weight.q8_scale"), "{e}"),
+        other => panic!("NaN scale: {other:?}"),
+    }
+    // Scales of the wrong length.
+    let short = rewrite(&good.onet, |n, d, s, b| {
+        if n == "dense5.weight.q8_scale" {
+            Some((n.to_string(), d, vec![s[0] - 1], b[4..].to_vec()))
+        } else {
+            keep(n, d, s, b)
+        }
+    });
+    match load(short) {
+        Err(e @ WeightsError::Mismatch { .. }) => assert!(e.to_string().contains("dense5.weight.q8_scale"), "{e}"),
+        other => panic!("short scales: {other:?}"),
+    }
+    // Scales for a tensor that is not int8.
+    let stray = rewrite(&good.onet, |n, d, s, b| match n {
+        "conv1.bias" => Some(("conv1.bias.q8_scale".into(), d, s.to_vec(), b.to_vec())),
+        _ => keep(n, d, s, b),
+    });
+    match load(stray) {
+        Err(WeightsError::Unexpected { tensor, .. }) => assert_eq!(tensor, "conv1.bias.q8_scale"),
+        other => panic!("stray scales: {other:?}"),
+    }
+    // The undamaged file still loads, so each failure above is the damage's.
+    load(good.onet.clone()).unwrap();
+}
+
+/// Quantising then dequantising moves each weight by at most half a step of its channel.
+#[test]
+fn quantise_round_trip_error_is_within_half_an_int8_step() {
+    let reference = reference_mtcnn_weights().onet;
+    let quantized = mien::weights::quantize(&reference, "onet").unwrap();
+    let restored = mien::weights::dequantize(&quantized, "onet").unwrap();
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&reference).unwrap(),
+        safetensors::SafeTensors::deserialize(&restored).unwrap(),
+    );
+    assert_eq!(a.names().len(), b.names().len(), "the same tensors come back, no scale tensors");
+    let floats = |v: &[u8]| v.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    let mut quantised_tensors = 0;
+    for (name, want) in a.tensors() {
+        let got = b.tensor(&name).unwrap();
+        assert_eq!((got.dtype(), got.shape()), (want.dtype(), want.shape()), "{name}");
+        let (w, g) = (floats(want.data()), floats(got.data()));
+        let per = w.len() / want.shape()[0];
+        let mut moved = false;
+        for (wc, gc) in w.chunks(per).zip(g.chunks(per)) {
+            let step = wc.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
+            for (x, y) in wc.iter().zip(gc) {
+                assert!((x - y).abs() <= step * 0.5 + 1e-7, "{name}: {x} became {y} (step {step})");
+                moved |= x != y;
+            }
+        }
+        quantised_tensors += moved as usize;
+    }
+    assert!(quantised_tensors >= 4, "only {quantised_tensors} tensors were quantised");
 }
 
 /// Every frame shape a decoder can hand over, exhaustively where fuzzing is too slow to go (the

@@ -1,7 +1,7 @@
 // Service worker: keeps the app's own files (code, weights, reports) in the Cache API, so a
 // reload starts from the cache and the app works offline after the first visit. Nothing but
 // same-origin GET requests is touched; nothing is ever sent anywhere.
-const CACHE = 'mien-v1';
+const CACHE = 'mien-v2';
 const CORE = [
   './',
   './index.html',

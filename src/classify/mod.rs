@@ -114,10 +114,11 @@ impl ExpressionClassifier {
             return Err(ClassifierError::Weights { file, reason: "the file is empty".into() });
         }
         // The framing first: a truncated or foreign file is refused before a network is built.
-        crate::weights::check_safetensors(weights, &file)
+        // Shipped weights are int8 with per-channel scales; they become f32 here.
+        let weights = crate::weights::dequantize(weights, &file)
             .map_err(|e| ClassifierError::Weights { file: file.clone(), reason: e.to_string() })?;
         let mut net = ExpressionNetConfig::new(manifest.labels.len()).with_width(manifest.width).init(device);
-        let mut store = SafetensorsStore::from_bytes(Some(weights.to_vec())).allow_partial(true).validate(false);
+        let mut store = SafetensorsStore::from_bytes(Some(weights.into_owned())).allow_partial(true).validate(false);
         let result = net
             .load_from(&mut store)
             .map_err(|e| ClassifierError::Weights { file: file.clone(), reason: e.to_string() })?;

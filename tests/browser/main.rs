@@ -144,7 +144,7 @@ async fn photos_on_the_cpu_path_match_native_detection() {
     // The service worker holds the app's code and weights for instant reloads and offline use.
     let cached = h
         .eval_async(
-            "navigator.serviceWorker.ready.then(() => caches.open('mien-v1')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
+            "navigator.serviceWorker.ready.then(() => caches.open('mien-v2')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
         )
         .await;
     for file in [

@@ -13,8 +13,17 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
 }
 
+/// The weights the app ships: int8 with per-channel scales (`mien-trainer quantize`).
 pub fn mtcnn_weights() -> MtcnnWeights {
-    let dir = repo().join("assets/mtcnn");
+    weights_in(&repo().join("assets/mtcnn"))
+}
+
+/// facenet-pytorch's f32 weights, as published; the shipped ones are quantised from these.
+pub fn reference_mtcnn_weights() -> MtcnnWeights {
+    weights_in(&repo().join("assets/mtcnn/reference"))
+}
+
+fn weights_in(dir: &Path) -> MtcnnWeights {
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
     MtcnnWeights { pnet: read("pnet.safetensors"), rnet: read("rnet.safetensors"), onet: read("onet.safetensors") }
 }

@@ -341,8 +341,11 @@ pub fn write_model(
     std::fs::create_dir_all(out)?;
     let weights = out.join("classifier.safetensors");
     let tmp = out.join("classifier.safetensors.tmp");
-    let mut store = burn_store::SafetensorsStore::from_file(&tmp).overwrite(true);
+    // Saved as f32, then written as the app ships it: f16, and int8 with per-channel scales.
+    let mut store = burn_store::SafetensorsStore::from_bytes(None);
     burn_store::ModuleSnapshot::save_into(net, &mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let f32_bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(&tmp, mien::weights::quantize(&f32_bytes, "classifier.safetensors")?)?;
     std::fs::rename(&tmp, &weights)?;
     let bytes = std::fs::metadata(&weights)?.len();
     let fer = matches!(dataset.layout, datasets::Layout::Fer2013Csv | datasets::Layout::Fer2013Folders);
@@ -387,6 +390,14 @@ pub fn write_model(
     );
     info.insert("parameters".into(), net.num_params().into());
     info.insert("weights_bytes".into(), bytes.into());
+    info.insert(
+        "weights_storage".into(),
+        format!(
+            "f16, and int8 with one scale per output channel for tensors of {}+ elements (mien::weights::quantize); loaded as f32",
+            mien::weights::INT8_MIN_ELEMENTS
+        )
+        .into(),
+    );
     info.insert("train_counts".into(), counts.into());
     info.insert("reproduce".into(), reproduce.into());
     info.insert(
@@ -475,6 +486,19 @@ pub fn model_label(model: &Path) -> String {
     } else {
         model.display().to_string()
     }
+}
+
+/// `mien-trainer quantize`: writes `input`'s weights compacted (f16, and int8 with per-channel
+/// scales for large tensors; see `mien::weights::quantize`), and says how much smaller the file became.
+pub fn quantize_file(input: &Path, output: &Path) -> Result<()> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let quantized = mien::weights::quantize(&bytes, &name)?;
+    let tmp = output.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, &quantized).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+    println!("{} ({} B) -> {} ({} B, f16 + int8)", input.display(), bytes.len(), output.display(), quantized.len());
+    Ok(())
 }
 
 /// Loads a model folder (`manifest.json` + `classifier.safetensors`) onto the CPU backend.

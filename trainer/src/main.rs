@@ -70,6 +70,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Compact a safetensors weight file for download: large tensors to int8 with per-channel
+    /// scales, the other weights to f16 (how the app ships its weights: a third of the f32 size).
+    /// The app, the CLI and the trainer load either form.
+    Quantize {
+        /// f32 safetensors file (for example assets/mtcnn/reference/onet.safetensors).
+        input: PathBuf,
+        /// Where to write the compact file.
+        output: PathBuf,
+    },
     /// Evaluate a saved model on a dataset (its test split, where it has one).
     Evaluate {
         /// Model folder (classifier.safetensors + manifest.json); default: the model the web app ships.
@@ -151,6 +160,7 @@ fn main() -> ExitCode {
         Command::Export { data, checkpoints, out } => {
             commands::export_model(&data, &checkpoints, &out).map(|_| ExitCode::SUCCESS)
         }
+        Command::Quantize { input, output } => commands::quantize_file(&input, &output).map(|_| ExitCode::SUCCESS),
         Command::Evaluate { model, data, report, record, labels } => {
             commands::evaluate_model(model.as_deref(), &data, &report, record, labels.labels().as_ref())
                 .map(|_| ExitCode::SUCCESS)

@@ -280,25 +280,38 @@ fn fuzz(args: &[String]) -> Result {
     Ok(())
 }
 
-/// What a first visit downloads: every file in dist/, raw and gzip -9.
+/// What a first visit downloads: every file in dist/ the page fetches, raw and gzip -9; then the
+/// files it fetches only on demand or never.
 fn download_sizes() -> Result {
     let dist = root().join("dist");
     let mut files = Vec::new();
     collect_files(&dist, &mut files)?;
-    // The reports' PNG plots ship beside their JSON for people reading dist/, but the page never
-    // fetches them.
-    files.retain(|f| !(f.starts_with(dist.join("reports")) && f.extension().is_some_and(|e| e == "png")));
     files.sort();
-    let (mut raw_total, mut gz_total) = (0u64, 0u64);
+    // The reports' PNG plots and the READMEs ship for people reading dist/, but the page never
+    // fetches them; the f32 reference weights and golden outputs are fetched by the self-test only.
+    let on_demand = |f: &Path| {
+        f.starts_with(dist.join("assets/mtcnn/reference"))
+            || f.ends_with("golden_outputs.json")
+            || f.extension().is_some_and(|e| e == "md")
+            || (f.starts_with(dist.join("reports")) && f.extension().is_some_and(|e| e == "png"))
+    };
+    let (later, first): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|f| on_demand(f));
     println!("download size of dist/ (what a first visit fetches):");
-    for f in &files {
+    sizes_table(&dist, &first)?;
+    println!("fetched only by the self-test, or never (READMEs, plots):");
+    sizes_table(&dist, &later)
+}
+
+fn sizes_table(dist: &Path, files: &[PathBuf]) -> Result {
+    let (mut raw_total, mut gz_total) = (0u64, 0u64);
+    for f in files {
         let raw = std::fs::metadata(f).map_err(|e| e.to_string())?.len();
         let gz = output_of("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", f.display())])
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or("gzip failed")?;
         raw_total += raw;
         gz_total += gz;
-        println!("  {:<40} {:>10} B raw {:>10} B gzip", f.strip_prefix(&dist).unwrap_or(f).display(), raw, gz);
+        println!("  {:<40} {:>10} B raw {:>10} B gzip", f.strip_prefix(dist).unwrap_or(f).display(), raw, gz);
     }
     println!(
         "  {:<40} {:>10} B raw {:>10} B gzip ({:.2} MB gzip)",
