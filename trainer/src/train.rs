@@ -269,16 +269,19 @@ fn save_weights(net: &ExpressionNet, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Loads weights saved by [`save_weights`] into a fresh network built from `cfg`.
+/// Loads weights saved by [`save_weights`] (f32) or shipped in a model folder (f16 + int8, see
+/// `mien::weights::quantize`) into a fresh network built from `cfg`.
 pub fn load_weights(path: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
     let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device);
-    let mut store = SafetensorsStore::from_file(path);
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = mien::weights::dequantize(&bytes, &path.display().to_string())?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes.into_owned()));
     net.load_from(&mut store).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
     Ok(net)
 }
 
 /// A network with the trained layers of the model folder `dir` and a fresh head.
-fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
+pub fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
     let manifest: mien::ModelManifest = serde_json::from_slice(
         &std::fs::read(dir.join("manifest.json"))
             .with_context(|| format!("reading {}/manifest.json", dir.display()))?,
