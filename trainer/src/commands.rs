@@ -209,7 +209,7 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
     let fold_reports = cross_validate(&examples, &subjects, &names, folds, cfg, done, |f, so_far| {
         let r = &so_far[so_far.len() - 1];
         eprintln!(
-            "fold {:>2}/{folds}: accuracy {:.2}% on {} test images (best epoch {})",
+            "fold {:>2}/{folds}: accuracy {:.2}% on {} test images (model of epoch {})",
             f + 1,
             100.0 * r.accuracy,
             r.meta["test_images"],
@@ -287,6 +287,9 @@ fn train_args(cfg: &TrainConfig) -> String {
     }
     if cfg.patience != d.patience {
         cmd += &format!(" --patience {}", cfg.patience);
+    }
+    if cfg.last_epoch {
+        cmd += " --last-epoch";
     }
     if cfg.lr != d.lr {
         cmd += &format!(" --lr {}", cfg.lr);

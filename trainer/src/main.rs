@@ -206,6 +206,10 @@ struct TrainArgs {
     init: Option<PathBuf>,
     #[command(flatten)]
     labels: FerPlusArgs,
+    /// Keep the model after the last epoch, not the one with the best validation accuracy
+    /// (needs --patience 0).
+    #[arg(long)]
+    last_epoch: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
@@ -247,6 +251,7 @@ impl TrainArgs {
             class_weights: d.class_weights && !self.no_class_weights,
             init: self.init.as_ref().map(|p| p.display().to_string()),
             ferplus: self.labels.labels(),
+            last_epoch: self.last_epoch,
             seed,
             ..d
         }

@@ -53,6 +53,11 @@ pub struct TrainConfig {
     /// Train on FERPlus's labels instead of FER2013's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ferplus: Option<crate::ferplus::FerPlusLabels>,
+    /// Keep the model after the last epoch instead of the epoch with the best validation
+    /// accuracy (the validation accuracy is still measured and recorded, but picks nothing): on
+    /// small datasets a handful of validation subjects picks an epoch more by chance than by merit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_epoch: bool,
 }
 
 impl TrainConfig {
@@ -68,6 +73,13 @@ impl TrainConfig {
         check(
             (0.0..1.0).contains(&self.label_smoothing),
             format!("--label-smoothing {} (expected 0 ≤ a < 1)", self.label_smoothing),
+        )?;
+        check(
+            !(self.last_epoch && self.patience > 0),
+            format!(
+                "--last-epoch with --patience {}: early stopping picks by validation (use --patience 0)",
+                self.patience
+            ),
         )
     }
 }
@@ -91,6 +103,7 @@ impl Default for TrainConfig {
             std: 0.25,
             init: None,
             ferplus: None,
+            last_epoch: false,
         }
     }
 }
@@ -504,11 +517,12 @@ pub fn train(
         state.history.push(stats);
         state.epoch = epoch + 1;
         state.param_ids = param_ids(&net);
-        let improved = match (val_accuracy, state.best_val) {
-            (Some(v), Some(b)) => v > b,
-            (Some(_), None) => true,
-            (None, _) => true,
-        };
+        let improved = cfg.last_epoch
+            || match (val_accuracy, state.best_val) {
+                (Some(v), Some(b)) => v > b,
+                (Some(_), None) => true,
+                (None, _) => true,
+            };
         if improved {
             state.best_val = val_accuracy;
             state.best_epoch = epoch + 1;
@@ -545,4 +559,45 @@ pub fn train(
 fn hms(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_train_are_refused_naming_the_flag() {
+        let refused = |cfg: TrainConfig, flag: &str| {
+            let e = cfg.validate().expect_err(flag).to_string();
+            assert!(e.contains(flag), "{e}");
+        };
+        refused(TrainConfig { epochs: 0, ..TrainConfig::default() }, "--epochs");
+        refused(TrainConfig { lr: 0.0, ..TrainConfig::default() }, "--lr");
+        refused(TrainConfig { width: 100.0, ..TrainConfig::default() }, "--width");
+        refused(TrainConfig { last_epoch: true, ..TrainConfig::default() }, "--last-epoch");
+        TrainConfig::default().validate().unwrap();
+        TrainConfig { last_epoch: true, patience: 0, ..TrainConfig::default() }.validate().unwrap();
+    }
+
+    /// With a validation set that favours an early epoch, `last_epoch` still keeps the last.
+    #[test]
+    fn last_epoch_keeps_the_last_model_whatever_validation_says() {
+        // Two classes told apart by brightness; the validation set is labelled backwards, so the
+        // better the network learns, the worse it does there and validation prefers epoch 1.
+        let ex = |i: usize, label: usize| Example {
+            pixels: vec![if label == 0 { 40 } else { 200 } + (i % 7) as u8; 48 * 48],
+            label,
+            soft: None,
+        };
+        let train_set: Vec<Example> = (0..32).map(|i| ex(i, i % 2)).collect();
+        let val: Vec<Example> = (0..8).map(|i| Example { label: 1 - i % 2, ..ex(i, i % 2) }).collect();
+        let cfg = TrainConfig { epochs: 3, batch_size: 16, width: 0.25, patience: 0, ..TrainConfig::default() };
+        let picked = train(&train_set, &val, 2, &cfg, None, false, true).unwrap();
+        assert!(picked.best_epoch < 3, "validation picked epoch {}", picked.best_epoch);
+        let last =
+            train(&train_set, &val, 2, &TrainConfig { last_epoch: true, ..cfg.clone() }, None, false, true).unwrap();
+        assert_eq!(last.best_epoch, 3);
+        assert_eq!(last.history.len(), 3);
+        assert!(last.history.iter().all(|h| h.val_accuracy.is_some()), "validation is still measured");
+    }
 }
