@@ -143,7 +143,7 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 /// tensors of rank < 2 or under [`COMPACT_MIN_ELEMENTS`] elements stay as they are.
 ///
 /// The shipped weights are stored this way because f32 weights barely compress and a first visit
-/// downloads them all: it cuts the weight download by about four. [`dequantize`] undoes it at load.
+/// downloads them all: it cuts the weight download to about a third. [`dequantize`] undoes it at load.
 pub fn quantize(bytes: &[u8], file: &str) -> Result<Vec<u8>, WeightsError> {
     use safetensors::{Dtype, SafeTensors};
     check_safetensors(bytes, file)?;
