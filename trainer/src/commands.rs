@@ -343,13 +343,11 @@ pub fn write_model(
     use mien::burn::module::Module;
     std::fs::create_dir_all(out)?;
     let weights = out.join("classifier.safetensors");
-    let tmp = out.join("classifier.safetensors.tmp");
     // Saved as f32, then written as the app ships it: f16, and int8 with per-channel scales.
     let mut store = burn_store::SafetensorsStore::from_bytes(None);
     burn_store::ModuleSnapshot::save_into(net, &mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let f32_bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::fs::write(&tmp, mien::weights::quantize(&f32_bytes, "classifier.safetensors")?)?;
-    std::fs::rename(&tmp, &weights)?;
+    crate::train::write_atomic(&weights, &mien::weights::quantize(&f32_bytes, "classifier.safetensors")?)?;
     let bytes = std::fs::metadata(&weights)?.len();
     let fer = matches!(dataset.layout, datasets::Layout::Fer2013Csv | datasets::Layout::Fer2013Folders);
     // Images per label in the training split (validation part included), never the test splits.
@@ -497,9 +495,7 @@ pub fn quantize_file(input: &Path, output: &Path) -> Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let quantized = mien::weights::quantize(&bytes, &name)?;
-    let tmp = output.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, &quantized).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+    crate::train::write_atomic(output, &quantized)?;
     println!("{} ({} B) -> {} ({} B, f16 + int8)", input.display(), bytes.len(), output.display(), quantized.len());
     Ok(())
 }

@@ -313,7 +313,9 @@ pub fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Dev
     Ok(net.with_fresh_head(num_classes, device))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a temporary file beside `path`, then renames it: a reader (or a killed run)
+/// sees the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
