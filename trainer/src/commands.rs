@@ -146,7 +146,13 @@ fn finished_folds(report: &Path, cfg: &TrainConfig, folds: usize, labels: &[Stri
     if !same {
         return Vec::new();
     }
-    serde_json::from_value(v["folds"].clone()).unwrap_or_default()
+    let folds: Vec<Report> = serde_json::from_value(v["folds"].clone()).unwrap_or_default();
+    // Folds measured before evaluation averaged each crop with its mirror image do not mix with
+    // folds measured after.
+    if folds.iter().any(|f| f.meta.get("flip_average") != Some(&serde_json::Value::Bool(true))) {
+        return Vec::new();
+    }
+    folds
 }
 
 fn cv_report(
@@ -256,7 +262,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     for ((ex, fold), usage) in examples.into_iter().zip(folds).zip(usage) {
         match usage.as_deref() {
             Some("PublicTest") | Some("PrivateTest") => {}
-            _ if fold == 0 => val.push(ex),
+            _ if fold == 0 && !cfg.no_validation => val.push(ex),
             _ => tr.push(ex),
         }
     }
@@ -290,6 +296,9 @@ fn train_args(cfg: &TrainConfig) -> String {
     }
     if cfg.last_epoch {
         cmd += " --last-epoch";
+    }
+    if cfg.no_validation {
+        cmd += " --no-validation";
     }
     if cfg.lr != d.lr {
         cmd += &format!(" --lr {}", cfg.lr);

@@ -8,7 +8,7 @@ use anyhow::Result;
 use mien::metrics::{ConfusionMatrix, Report};
 
 use crate::augment::SplitMix64;
-use crate::train::{evaluate, train, Example, TrainConfig};
+use crate::train::{evaluate, evaluate_with, train, Example, Inference, TrainConfig};
 
 /// Assigns each sample to one of `k` folds, whole subjects at a time, balancing sample counts.
 /// Samples without a subject form their own group. Deterministic for a given seed.
@@ -58,7 +58,8 @@ pub fn summarise(labels: &[String], folds: &[Report]) -> Summary {
 
 /// Runs k-fold CV: fold `f` is the test set; of the other folds, a tenth of the subjects is the
 /// validation set for early stopping and the rest the training set. Folds in `done` (finished by
-/// an interrupted run with the same data, settings and seed) are kept as they are. Returns one
+/// an interrupted run with the same data, settings and seed) are kept as they are. With
+/// `no_validation`, the validation subjects train too. Returns one
 /// report per fold.
 pub fn cross_validate(
     examples: &[Example],
@@ -82,7 +83,7 @@ pub fn cross_validate(
         let inner = subject_folds(&rest_subjects, 10, cfg.seed ^ 0x5EED);
         let (mut tr, mut val) = (Vec::new(), Vec::new());
         for (&i, &part) in rest.iter().zip(&inner) {
-            if part == 0 {
+            if part == 0 && !cfg.no_validation {
                 val.push(examples[i].clone())
             } else {
                 tr.push(examples[i].clone())
@@ -97,6 +98,11 @@ pub fn cross_validate(
         report.meta.insert("val_images".into(), val.len().into());
         report.meta.insert("test_images".into(), test.len().into());
         report.meta.insert("best_epoch".into(), trained.best_epoch.into());
+        // The report's numbers average each crop with its mirror image, as the app does; the
+        // accuracy without that is kept to show what it adds.
+        report.meta.insert("flip_average".into(), true.into());
+        let plain = evaluate_with(&trained.net, &test, cfg, labels, Inference::Plain).accuracy();
+        report.meta.insert("accuracy_without_flip_average".into(), plain.into());
         report.meta.insert("history".into(), serde_json::to_value(&trained.history)?);
         folds.push(report);
         progress(f, &folds);

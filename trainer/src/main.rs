@@ -210,6 +210,10 @@ struct TrainArgs {
     /// (needs --patience 0).
     #[arg(long)]
     last_epoch: bool,
+    /// No validation split: its subjects train too, and the last epoch's model is kept (needs
+    /// --patience 0). For settings already chosen.
+    #[arg(long)]
+    no_validation: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
@@ -252,6 +256,7 @@ impl TrainArgs {
             init: self.init.as_ref().map(|p| p.display().to_string()),
             ferplus: self.labels.labels(),
             last_epoch: self.last_epoch,
+            no_validation: self.no_validation,
             seed,
             ..d
         }

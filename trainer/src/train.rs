@@ -58,6 +58,11 @@ pub struct TrainConfig {
     /// small datasets a handful of validation subjects picks an epoch more by chance than by merit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub last_epoch: bool,
+    /// No validation split: its subjects train too. Nothing is then picked by validation (the
+    /// last epoch's model is kept), so this is for settings already chosen, such as the final
+    /// model of a tuned protocol or cross-validation's folds, where a tenth more subjects matters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_validation: bool,
 }
 
 impl TrainConfig {
@@ -80,6 +85,10 @@ impl TrainConfig {
                 "--last-epoch with --patience {}: early stopping picks by validation (use --patience 0)",
                 self.patience
             ),
+        )?;
+        check(
+            !(self.no_validation && self.patience > 0),
+            format!("--no-validation with --patience {}: nothing to stop early on (use --patience 0)", self.patience),
         )
     }
 }
@@ -104,6 +113,7 @@ impl Default for TrainConfig {
             init: None,
             ferplus: None,
             last_epoch: false,
+            no_validation: false,
         }
     }
 }
@@ -250,25 +260,63 @@ fn batch(
     (Tensor::from_data(TensorData::new(data, [idx.len(), 1, s, s]), device), labels)
 }
 
-/// Predicted class of each example (inference mode, no augmentation).
-pub fn predict(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig) -> Vec<usize> {
+/// How a trained network is asked for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inference {
+    /// The crop as it is.
+    Plain,
+    /// The mean of the softmax of the crop and of its mirror image: what the app does with every
+    /// model the trainer writes (`flip_average` in the manifest), so what evaluation must measure.
+    FlipAverage,
+}
+
+/// Class probabilities of each example (inference mode, no augmentation), in label order.
+pub fn probabilities(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig, how: Inference) -> Vec<Vec<f32>> {
     let device = Device::flex();
     let net = net.clone();
     let mut out = Vec::with_capacity(examples.len());
     let idx: Vec<usize> = (0..examples.len()).collect();
     for chunk in idx.chunks(256) {
         let (x, _) = batch(examples, chunk, cfg, None, &device);
-        let pred = net.forward(x).argmax(1).flatten::<1>(0, 1);
-        let v: Vec<i64> = pred.into_data().convert::<i64>().try_into_vec().unwrap_or_default();
-        out.extend(v.into_iter().map(|p| p as usize));
+        let probs = match how {
+            Inference::Plain => burn::tensor::activation::softmax(net.forward(x), 1),
+            Inference::FlipAverage => {
+                let n = chunk.len();
+                let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+                let p = burn::tensor::activation::softmax(net.forward(both), 1);
+                (p.clone().narrow(0, 0, n) + p.narrow(0, n, n)) / 2.0
+            }
+        };
+        let classes = probs.dims()[1];
+        let v: Vec<f32> = probs.into_data().convert::<f32>().try_into_vec().unwrap_or_default();
+        out.extend(v.chunks(classes).map(|c| c.to_vec()));
     }
     out
 }
 
-/// Confusion matrix of `net` on `examples`.
+/// Predicted class of each example: the most probable one.
+pub fn predict(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig, how: Inference) -> Vec<usize> {
+    probabilities(net, examples, cfg, how)
+        .iter()
+        .map(|p| p.iter().enumerate().fold(0, |best, (i, &q)| if q > p[best] { i } else { best }))
+        .collect()
+}
+
+/// Confusion matrix of `net` on `examples`, answering as the app does ([`Inference::FlipAverage`]).
 pub fn evaluate(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig, labels: &[String]) -> ConfusionMatrix {
+    evaluate_with(net, examples, cfg, labels, Inference::FlipAverage)
+}
+
+/// Confusion matrix of `net` on `examples`, answering `how`.
+pub fn evaluate_with(
+    net: &ExpressionNet,
+    examples: &[Example],
+    cfg: &TrainConfig,
+    labels: &[String],
+    how: Inference,
+) -> ConfusionMatrix {
     let mut m = ConfusionMatrix::new(labels.to_vec());
-    for (p, ex) in predict(net, examples, cfg).into_iter().zip(examples) {
+    for (p, ex) in predict(net, examples, cfg, how).into_iter().zip(examples) {
         m.add(ex.label, p);
     }
     m
@@ -492,7 +540,7 @@ pub fn train(
         let seconds = started.elapsed().as_secs_f64();
         let inference = net.valid();
         let val_accuracy = (!val.is_empty()).then(|| {
-            let p = predict(&inference, val, cfg);
+            let p = predict(&inference, val, cfg, Inference::FlipAverage);
             p.iter().zip(val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
         });
         let stats = EpochStats {
@@ -577,6 +625,7 @@ mod tests {
         refused(TrainConfig { lr: 0.0, ..TrainConfig::default() }, "--lr");
         refused(TrainConfig { width: 100.0, ..TrainConfig::default() }, "--width");
         refused(TrainConfig { last_epoch: true, ..TrainConfig::default() }, "--last-epoch");
+        refused(TrainConfig { no_validation: true, ..TrainConfig::default() }, "--no-validation");
         TrainConfig::default().validate().unwrap();
         TrainConfig { last_epoch: true, patience: 0, ..TrainConfig::default() }.validate().unwrap();
     }

@@ -24,3 +24,41 @@ fn the_trainer_loads_the_shipped_compact_weights_as_the_app_does() {
     let y = net.forward(Tensor::zeros([1, 1, 48, 48], &device));
     assert_eq!(y.dims(), [1, 5]);
 }
+
+/// Evaluation (`cv`, `evaluate`, validation) must measure what the app computes: the trainer's
+/// flip-averaged probabilities equal the app classifier's on real photos, and differ from the
+/// plain ones (so the comparison shows the mirror image is really used).
+#[test]
+fn trainer_evaluation_answers_as_the_app_does() {
+    use mien::align::FaceCrop;
+    use mien_trainer::train::{probabilities, Example, Inference};
+    let dir = shipped_model_dir();
+    let app = load_classifier(&dir).unwrap();
+    let m = app.manifest();
+    assert!(m.flip_average, "the shipped model averages with the mirror image");
+    let cfg = TrainConfig { mean: m.mean, std: m.std, input_size: m.input_size, ..TrainConfig::default() };
+    let faces = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces");
+    let mut names: Vec<_> = std::fs::read_dir(&faces).unwrap().flatten().map(|e| e.path()).collect();
+    names.sort();
+    let crops: Vec<FaceCrop> = names
+        .iter()
+        .map(|p| {
+            let img = image::open(p).unwrap().to_luma8();
+            let small = image::imageops::resize(&img, 48, 48, image::imageops::FilterType::Triangle);
+            FaceCrop { size: 48, pixels: small.into_raw() }
+        })
+        .collect();
+    assert!(crops.len() >= 8);
+    let examples: Vec<Example> =
+        crops.iter().map(|c| Example { pixels: c.pixels.clone(), label: 0, soft: None }).collect();
+    let net = load_weights(&dir.join("classifier.safetensors"), &cfg, m.labels.len(), &Device::flex()).unwrap();
+    let trainer = probabilities(&net, &examples, &cfg, Inference::FlipAverage);
+    let plain = probabilities(&net, &examples, &cfg, Inference::Plain);
+    let app_probs = app.classify(&crops.iter().collect::<Vec<_>>()).unwrap();
+    let mut differs = 0f32;
+    for ((t, a), p) in trainer.iter().zip(&app_probs).zip(&plain) {
+        assert!(t.iter().zip(a).all(|(x, y)| (x - y).abs() < 1e-5), "trainer {t:?} vs app {a:?}");
+        differs = differs.max(t.iter().zip(p).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max));
+    }
+    assert!(differs > 1e-3, "flip averaging changed nothing (largest change {differs})");
+}
