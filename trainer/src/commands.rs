@@ -178,7 +178,7 @@ fn cv_report(
     report.meta.insert(
         "reproduce".into(),
         format!(
-            "cargo run --release -p mien-trainer -- cv --data {} --folds {k} --report <file>{}",
+            "cargo run -p mien-trainer -- cv --data {} --folds {k} --report <file>{}",
             dataset.root.display(),
             train_args(cfg)
         )
@@ -277,7 +277,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
 /// The command line that reproduces a training run with `cfg` on `data`.
 fn reproduce_command(data: &Path, cfg: &TrainConfig, out: &Path) -> String {
     format!(
-        "cargo run --release -p mien-trainer -- train --data {} --out {}{}",
+        "cargo run -p mien-trainer -- train --data {} --out {}{}",
         data.display(),
         out.display(),
         train_args(cfg)
@@ -474,7 +474,7 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     crate::plots::curves_png(&png, &history)?;
     eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
-        "{} && cargo run --release -p mien-trainer -- export --data {} --checkpoints {} --out {}",
+        "{} && cargo run -p mien-trainer -- export --data {} --checkpoints {} --out {}",
         reproduce_command(&dataset.root, &cfg, run_dir),
         data.display(),
         checkpoints.display(),
