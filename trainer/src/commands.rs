@@ -276,12 +276,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
 
 /// The command line that reproduces a training run with `cfg` on `data`.
 fn reproduce_command(data: &Path, cfg: &TrainConfig, out: &Path) -> String {
-    format!(
-        "cargo run -p mien-trainer -- train --data {} --out {}{}",
-        data.display(),
-        out.display(),
-        train_args(cfg)
-    )
+    format!("cargo run -p mien-trainer -- train --data {} --out {}{}", data.display(), out.display(), train_args(cfg))
 }
 
 /// The training options on the command line that give `cfg` (those that differ from the defaults).
