@@ -166,15 +166,7 @@ impl ExpressionClassifier {
             TensorData::new(Self::input(&self.manifest, crops)?, [crops.len(), 1, s, s]),
             &self.device,
         );
-        let probs = if self.manifest.flip_average {
-            // One batch of 2N: the crops, then their mirror images.
-            let n = crops.len();
-            let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
-            let p = burn::tensor::activation::softmax(self.net.forward(both), 1);
-            (p.clone().narrow(0, 0, n) + p.narrow(0, n, n)) / 2.0
-        } else {
-            burn::tensor::activation::softmax(self.net.forward(x), 1)
-        };
+        let probs = self.net.probabilities(x, self.manifest.flip_average);
         let data = probs.into_data_async().await.map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;
         let flat: Vec<f32> =
             data.convert::<f32>().try_into_vec().map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;

@@ -120,6 +120,19 @@ impl ExpressionNet {
         self
     }
 
+    /// `[N, 1, 48, 48]` normalised gray crops → class probabilities `[N, classes]`. With
+    /// `flip_average`, each crop's are the mean of its own and its mirror image's (one batch of 2N):
+    /// expressions are nearly symmetric, and the mean is steadier than either.
+    pub fn probabilities(&self, x: Tensor<4>, flip_average: bool) -> Tensor<2> {
+        if !flip_average {
+            return burn::tensor::activation::softmax(self.forward(x), 1);
+        }
+        let n = x.dims()[0];
+        let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+        let p = burn::tensor::activation::softmax(self.forward(both), 1);
+        (p.clone().narrow(0, 0, n) + p.narrow(0, n, n)) / 2.0
+    }
+
     /// `[N, 1, 48, 48]` normalised gray crops → logits `[N, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.stem2.forward(self.stem1.forward(x));

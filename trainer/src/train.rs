@@ -278,15 +278,7 @@ pub fn probabilities(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfi
     let idx: Vec<usize> = (0..examples.len()).collect();
     for chunk in idx.chunks(256) {
         let (x, _) = batch(examples, chunk, cfg, None, &device);
-        let probs = match how {
-            Inference::Plain => burn::tensor::activation::softmax(net.forward(x), 1),
-            Inference::FlipAverage => {
-                let n = chunk.len();
-                let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
-                let p = burn::tensor::activation::softmax(net.forward(both), 1);
-                (p.clone().narrow(0, 0, n) + p.narrow(0, n, n)) / 2.0
-            }
-        };
+        let probs = net.probabilities(x, how == Inference::FlipAverage);
         let classes = probs.dims()[1];
         let v: Vec<f32> = probs.into_data().convert::<f32>().try_into_vec().unwrap_or_default();
         out.extend(v.chunks(classes).map(|c| c.to_vec()));
