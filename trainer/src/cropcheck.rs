@@ -7,11 +7,18 @@
 //! the detection rate, the accuracy both ways, and how alike the two crops are (normalised
 //! cross-correlation). With `--tune`, the crop margin is chosen on training images only, by that
 //! likeness, and written into the model's manifest.
+//!
+//! Photos (`--photos`, the fixture photos) have no dataset crop, so there the reference is the
+//! pipeline's own crop of each face in the photo as it is: the photo is scaled and pasted into a
+//! larger frame, and the face is found, cropped and classified again. A pipeline that hands the
+//! model the same crop however a face is framed gives the same answer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use image::{imageops, Rgb, RgbImage};
 use mien::align::{crop_face, ncc, CropConfig, FaceCrop};
+use mien::detect::boxes::iou;
 use mien::{ExpressionClassifier, Face, Frame};
 use serde::Serialize;
 
@@ -141,6 +148,110 @@ fn predictions(classifier: &ExpressionClassifier, crops: &[FaceCrop]) -> Result<
     Ok(out)
 }
 
+/// Scales at which each photo is pasted into a larger frame (half again as wide and high).
+const PHOTO_SCALES: [f32; 3] = [0.75, 1.0, 1.25];
+
+/// What the pipeline did with the faces of photos moved into larger frames.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhotoCheck {
+    /// Photos with at least one face (score ≥ 0.9) as they are.
+    pub photos: usize,
+    pub faces: usize,
+    pub scales: Vec<f32>,
+    /// Face × scale pairs tried.
+    pub framings: usize,
+    /// Pairs where the face was found again where it was moved to (IoU ≥ 0.5).
+    pub found_again: usize,
+    /// Found pairs with the same top emotion as the face cropped from the photo as it is.
+    pub agreement: f64,
+    /// Mean NCC between the two crops, over the found pairs.
+    pub mean_ncc: f64,
+    /// Mean total-variation distance between the two probability vectors (0 same, 1 disjoint).
+    pub mean_probability_change: f64,
+}
+
+/// Each photo of `dir` as it is and moved into larger frames at [`PHOTO_SCALES`] (seeded
+/// places): is each face found again, cropped alike and given the same emotion?
+pub fn check_photos(classifier: &ExpressionClassifier, dir: &Path, seed: u64) -> Result<PhotoCheck> {
+    let det = detector(20.0)?;
+    let crop = classifier.manifest().crop;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the photo folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut rng = SplitMix64::new(seed);
+    let mut check = PhotoCheck {
+        photos: 0,
+        faces: 0,
+        scales: PHOTO_SCALES.to_vec(),
+        framings: 0,
+        found_again: 0,
+        agreement: 0.0,
+        mean_ncc: 0.0,
+        mean_probability_change: 0.0,
+    };
+    for path in &paths {
+        let frame = match std::fs::read(path).map_err(anyhow::Error::from).and_then(|b| Ok(Frame::decode(&b)?)) {
+            Ok(frame) => frame,
+            Err(e) => {
+                eprintln!("{}: skipped ({e})", path.display());
+                continue;
+            }
+        };
+        let faces: Vec<Face> = det.detect(&frame)?.into_iter().filter(|f| f.score >= 0.9).collect();
+        if faces.is_empty() {
+            continue;
+        }
+        check.photos += 1;
+        check.faces += faces.len();
+        let reference: Vec<FaceCrop> = faces.iter().map(|f| crop_face(&frame, f, &crop)).collect();
+        let reference_p = classifier.classify(&reference.iter().collect::<Vec<_>>())?;
+        let rgb = RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec())
+            .context("a decoded frame has width × height × 3 bytes")?;
+        let mean = (frame.rgb().iter().map(|&v| v as u64).sum::<u64>() / frame.rgb().len().max(1) as u64) as u8;
+        for &scale in &PHOTO_SCALES {
+            let w = ((frame.width() as f32 * scale).round() as u32).max(1);
+            let h = ((frame.height() as f32 * scale).round() as u32).max(1);
+            let scaled = imageops::resize(&rgb, w, h, imageops::FilterType::Triangle);
+            let (cw, ch) = (w + w / 2, h + h / 2);
+            let (ox, oy) = (rng.below((cw - w) as usize + 1) as u32, rng.below((ch - h) as usize + 1) as u32);
+            let mut canvas = RgbImage::from_pixel(cw, ch, Rgb([mean; 3]));
+            imageops::replace(&mut canvas, &scaled, ox as i64, oy as i64);
+            let moved = Frame::from_rgb(cw, ch, canvas.into_raw())?;
+            let found = det.detect(&moved)?;
+            let (sx, sy) = (w as f32 / frame.width() as f32, h as f32 / frame.height() as f32);
+            for (k, face) in faces.iter().enumerate() {
+                check.framings += 1;
+                let b = face.bbox;
+                let expected =
+                    [b[0] * sx + ox as f32, b[1] * sy + oy as f32, b[2] * sx + ox as f32, b[3] * sy + oy as f32];
+                let Some(again) = found.iter().max_by(|a, b| iou(a.bbox, expected).total_cmp(&iou(b.bbox, expected)))
+                else {
+                    continue;
+                };
+                if iou(again.bbox, expected) < 0.5 {
+                    continue;
+                }
+                let again_crop = crop_face(&moved, again, &crop);
+                let p = classifier.classify(&[&again_crop])?.remove(0);
+                check.found_again += 1;
+                check.agreement += f64::from(u8::from(argmax(&p) == argmax(&reference_p[k])));
+                check.mean_ncc += ncc(&again_crop.pixels, &reference[k].pixels);
+                check.mean_probability_change +=
+                    0.5 * p.iter().zip(&reference_p[k]).map(|(a, b)| f64::from((a - b).abs())).sum::<f64>();
+            }
+        }
+        eprintln!("{}: {} face(s), {} framings", path.display(), faces.len(), PHOTO_SCALES.len());
+    }
+    let found = check.found_again.max(1) as f64;
+    check.agreement /= found;
+    check.mean_ncc /= found;
+    check.mean_probability_change /= found;
+    Ok(check)
+}
+
 /// An evenly spread, seeded sample of at most `limit` examples.
 fn sample(mut examples: Vec<Example>, limit: usize, seed: u64) -> Vec<Example> {
     if examples.len() > limit {
@@ -175,7 +286,15 @@ fn print(rows: &[CropCheck]) {
 /// `crop-check`: with `tune`, picks the crop margin and shift on the dataset's training images (by
 /// crop likeness) and writes them to the model's manifest; then measures the model's crop
 /// convention on the hold-out images and writes a report.
-pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, report: &Path) -> Result<()> {
+pub fn run(
+    model: &Path,
+    data: &Path,
+    limit: usize,
+    tune: bool,
+    photos: Option<&Path>,
+    seed: u64,
+    report: &Path,
+) -> Result<()> {
     let mut classifier = load_classifier(model)?;
     let side = classifier.manifest().input_size;
     if tune {
@@ -244,7 +363,20 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
     let row = score(Some(&classifier), &examples, &found, &classifier.manifest().crop)?;
     println!("hold-out images, the model's crop convention:");
     print(std::slice::from_ref(&row));
-    let value = serde_json::json!({
+    let photo_check = photos.map(|dir| check_photos(&classifier, dir, seed)).transpose()?;
+    if let Some(p) = &photo_check {
+        println!(
+            "photos moved into larger frames: {} faces in {} photos, {} framings, found again {}, same emotion {:.1}%, crop NCC {:.3}, probability change {:.3}",
+            p.faces,
+            p.photos,
+            p.framings,
+            p.found_again,
+            100.0 * p.agreement,
+            p.mean_ncc,
+            p.mean_probability_change
+        );
+    }
+    let mut value = serde_json::json!({
         "schema_version": 1,
         "kind": "crop_check",
         "model": crate::commands::model_label(model),
@@ -255,6 +387,10 @@ pub fn run(model: &Path, data: &Path, limit: usize, tune: bool, seed: u64, repor
         "upscale": UPSCALE,
         "result": row,
     });
+    if let (Some(p), Some(dir)) = (&photo_check, photos) {
+        value["photos"] = serde_json::to_value(p)?;
+        value["photo_folder"] = dir.display().to_string().into();
+    }
     if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -123,6 +123,9 @@ enum Command {
         /// Choose the margin on the training split and write it into the model's manifest.
         #[arg(long)]
         tune: bool,
+        /// Also move the faces of these photos (a folder) into larger frames and compare.
+        #[arg(long)]
+        photos: Option<PathBuf>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         #[arg(long, default_value = "reports/crop_check.json")]
@@ -143,9 +146,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect { images, min_face, json } => detect::run(&images, min_face, json),
-        Command::CropCheck { model, data, limit, tune, seed, report } => {
+        Command::CropCheck { model, data, limit, tune, photos, seed, report } => {
             let model = model.unwrap_or_else(commands::shipped_model_dir);
-            cropcheck::run(&model, &data, limit, tune, seed, &report).map(|_| ExitCode::SUCCESS)
+            cropcheck::run(&model, &data, limit, tune, photos.as_deref(), seed, &report).map(|_| ExitCode::SUCCESS)
         }
         Command::BenchDetect { runs, image } => bench::run(runs, image),
         Command::Cv { data, folds, report, resume, train } => {
