@@ -352,6 +352,9 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
     let want: Vec<String> =
         cv["folds"].as_array().unwrap().iter().map(|f| format!("{:.6}", f["accuracy"].as_f64().unwrap())).collect();
     assert_eq!(folds, serde_json::json!(want));
+    let photos = report("crop_check.json")["photos"]["agreement"].as_f64().expect("crop_check.json has a photos check");
+    let el = h.wait_for("#crop-photos[data-agreement]", 30).await;
+    assert_eq!(el.attr("data-agreement").await.unwrap().unwrap(), format!("{photos:.6}"));
     h.wait_for("#model-card", 30).await;
     h.wait_for("#curves", 30).await;
     h.screenshot("dashboard").await;

@@ -352,7 +352,31 @@ fn crop_section(crop: &Loaded) -> Html {
                         if r["align"].as_bool() == Some(true) { "eyes levelled" } else { "not rotated" }) }</td></tr>
                 </tbody>
             </table>
+            { photo_check(&v["photos"]) }
         </section>
+    }
+}
+
+/// The fixture photos' faces moved into larger frames (`crop-check --photos`), where the report
+/// has them: no labels there, so the reference is each face's crop from the photo as it is.
+fn photo_check(p: &Value) -> Html {
+    let (Some(agreement), Some(framings)) = (p["agreement"].as_f64(), p["framings"].as_u64()) else {
+        return html! {};
+    };
+    let scales: Vec<String> =
+        p["scales"].as_array().map(|s| s.iter().map(|v| v.to_string()).collect()).unwrap_or_default();
+    html! {
+        <>
+            <p class="note">{ format!("Photos: each face of the fixture photos, the photo scaled by {} and moved into a larger frame, against its crop from the photo as it is.", scales.join(", ")) }</p>
+            <table id="crop-photos" data-agreement={ format!("{agreement:.6}") }>
+                <tbody>
+                    <tr><th>{ "faces (photos)" }</th><td>{ format!("{} ({})", p["faces"], p["photos"]) }</td></tr>
+                    <tr><th>{ "found again" }</th><td>{ format!("{} of {framings} framings", p["found_again"]) }</td></tr>
+                    <tr><th>{ "same top emotion" }</th><td>{ pct(agreement) }</td></tr>
+                    <tr><th>{ "crop likeness (mean NCC)" }</th><td>{ format!("{:.3}", p["mean_ncc"].as_f64().unwrap_or(0.0)) }</td></tr>
+                </tbody>
+            </table>
+        </>
     }
 }
 
