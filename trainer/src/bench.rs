@@ -14,7 +14,7 @@ pub fn default_bench_image() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bench/astronaut_640x480.jpg")
 }
 
-pub fn run(runs: usize, image: Option<PathBuf>) -> Result<ExitCode> {
+pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCode> {
     let path = image.unwrap_or_else(default_bench_image);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let frame = Frame::decode(&bytes).with_context(|| format!("decoding {}", path.display()))?;
@@ -72,5 +72,40 @@ pub fn run(runs: usize, image: Option<PathBuf>) -> Result<ExitCode> {
         times[0],
         times[(times.len() * 9 / 10).min(times.len() - 1)]
     );
+    for &width in widths {
+        time_width(width, runs.max(30))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The network alone at another width (random weights; one face and its mirror image, as the
+/// app runs it): what a wider model would cost per face before any training, since the time
+/// does not depend on the weights' values.
+fn time_width(width: f64, runs: usize) -> Result<()> {
+    use mien::burn::prelude::*;
+    let device = Device::flex();
+    let net = mien::classify::ExpressionNetConfig::new(7).with_width(width).init(&device);
+    let x = Tensor::<4>::random([1, 1, 48, 48], mien::burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let once = || {
+        let p = net.probabilities(x.clone(), true);
+        p.into_data().convert::<f32>().try_into_vec::<f32>().map(|v| v.len()).unwrap_or(0)
+    };
+    for _ in 0..3 {
+        once();
+    }
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            once();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "network alone, width {width}: {} parameters, median {:7.2} ms  min {:7.2} ms (one face + mirror image)",
+        mien::burn::module::Module::num_params(&net),
+        times[times.len() / 2],
+        times[0]
+    );
+    Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod augment;
 pub mod bench;
 pub mod commands;
+pub mod compute;
 pub mod cropcheck;
 pub mod crops;
 pub mod cv;

@@ -5,15 +5,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use mien_trainer::compute::DeviceChoice;
 use mien_trainer::ferplus::{FerPlusLabels, FerPlusMode};
 use mien_trainer::train::TrainConfig;
-use mien_trainer::{bench, commands, cropcheck, detect, tune};
+use mien_trainer::{bench, commands, compute, cropcheck, detect, tune};
 
 #[derive(Parser)]
 #[command(name = "mien-trainer", version, about = "mien's native tools: detect faces, benchmark, train and evaluate")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where train, cv and tune run: auto (a hardware GPU through wgpu if there is one, else
+    /// the CPU), cpu, or gpu (wgpu's adapter, a software one too).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    device: DeviceChoice,
 }
 
 #[derive(Subcommand)]
@@ -139,18 +144,31 @@ enum Command {
         /// The frame to time (default: the repository's tests/fixtures/bench/astronaut_640x480.jpg).
         #[arg(long)]
         image: Option<PathBuf>,
+        /// Also time the expression network alone at these widths (e.g. 1,1.5,2): what a wider
+        /// model would cost per face.
+        #[arg(long, value_delimiter = ',')]
+        widths: Vec<f64>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Cv { .. } | Command::Train { .. } | Command::Tune { .. }) {
+        match compute::select(cli.device) {
+            Ok(c) => eprintln!("device: {}", c.description),
+            Err(e) => {
+                eprintln!("error: --device {}: {e}", format!("{:?}", cli.device).to_lowercase());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match cli.command {
         Command::Detect { images, min_face, json } => detect::run(&images, min_face, json),
         Command::CropCheck { model, data, limit, tune, photos, seed, report } => {
             let model = model.unwrap_or_else(commands::shipped_model_dir);
             cropcheck::run(&model, &data, limit, tune, photos.as_deref(), seed, &report).map(|_| ExitCode::SUCCESS)
         }
-        Command::BenchDetect { runs, image } => bench::run(runs, image),
+        Command::BenchDetect { runs, image, widths } => bench::run(runs, image, &widths),
         Command::Cv { data, folds, report, resume, train } => {
             commands::cv(&data, folds, &train.config(seed_of(&train)), &report, resume).map(|_| ExitCode::SUCCESS)
         }

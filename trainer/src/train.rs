@@ -126,6 +126,10 @@ pub struct EpochStats {
     pub val_accuracy: Option<f64>,
     pub images_per_second: f64,
     pub seconds: f64,
+    /// Where the epoch ran ([`crate::compute::description`]): a resumed run may change machines,
+    /// and images/s means little without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// What a checkpoint folder holds besides the weights.
@@ -232,9 +236,13 @@ pub struct Trained {
     pub best_epoch: usize,
 }
 
+/// The training device: the one `--device` selected ([`crate::compute`]), with autodiff.
 fn device() -> Device {
-    Device::flex().autodiff()
+    crate::compute::device().autodiff()
 }
+
+/// Training steps between reads of the loss and accuracy sums from the device.
+const READ_BACK_STEPS: usize = 8;
 
 /// Normalised NCHW batch tensor of `examples[idx]`, augmented when `rng` is given.
 fn batch(
@@ -272,8 +280,8 @@ pub enum Inference {
 
 /// Class probabilities of each example (inference mode, no augmentation), in label order.
 pub fn probabilities(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig, how: Inference) -> Vec<Vec<f32>> {
-    let device = Device::flex();
-    let net = net.clone();
+    let device = crate::compute::device();
+    let net = net.clone().to_device(&device);
     let mut out = Vec::with_capacity(examples.len());
     let idx: Vec<usize> = (0..examples.len()).collect();
     for chunk in idx.chunks(256) {
@@ -353,6 +361,38 @@ pub fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Dev
     Ok(net.with_fresh_head(num_classes, device))
 }
 
+/// The seed of the device's generator during epoch `epoch` (0-based): dropout draws from it, so
+/// seeding it per epoch makes a resumed run draw exactly what an uninterrupted one draws.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// The network a run starts from, drawn on the CPU whatever device trains it: with the same
+/// seed a GPU run starts from the very weights a CPU run starts from (trainer/tests/gpu.rs). It
+/// reaches another device through its saved bytes, loaded into a network built there (so its
+/// parameters are that device's, tracked for gradients).
+fn initial_net(cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
+    let cpu = Device::flex().autodiff();
+    if *device == cpu {
+        return match &cfg.init {
+            Some(dir) => init_from(Path::new(dir), cfg, num_classes, device),
+            None => {
+                Ok(ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device))
+            }
+        };
+    }
+    // burn draws a parameter when it is first used: on the CPU that is the first training step,
+    // after the first epoch's reseed, so the weights are drawn here from that same seed.
+    cpu.seed(epoch_seed(cfg.seed, 0));
+    let drawn = initial_net(cfg, num_classes, &cpu)?;
+    let mut store = SafetensorsStore::from_bytes(None);
+    drawn.save_into(&mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device);
+    net.load_from(&mut SafetensorsStore::from_bytes(Some(bytes))).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(net)
+}
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it: a reader (or a killed run)
 /// sees the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -378,10 +418,7 @@ pub fn train(
     cfg.validate()?;
     let device = device();
     device.seed(cfg.seed);
-    let mut net = match &cfg.init {
-        Some(dir) => init_from(Path::new(dir), cfg, num_classes, &device)?,
-        None => ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(&device),
-    };
+    let mut net = initial_net(cfg, num_classes, &device)?;
     let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
     let mut state = CheckpointState {
         config: cfg.clone(),
@@ -451,14 +488,13 @@ pub fn train(
 
     for epoch in state.epoch..cfg.epochs {
         let started = Instant::now();
-        // Dropout draws from the device's generator: seeding it per epoch makes a resumed run
-        // draw exactly what an uninterrupted one draws.
-        device.seed(cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        device.seed(epoch_seed(cfg.seed, epoch));
         // A per-epoch generator: resuming at epoch k replays exactly what an uninterrupted run does.
         let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
         for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
             let global = epoch * steps_per_epoch + step;
             // Cosine decay with a short linear warm-up.
@@ -475,15 +511,9 @@ pub fn train(
                 &device,
             );
             let logits = net.forward(x);
-            let pred: Vec<i64> = logits
-                .clone()
-                .argmax(1)
-                .flatten::<1>(0, 1)
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec()
-                .unwrap_or_default();
-            correct += pred.iter().zip(&labels).filter(|(p, l)| **p as usize == **l).count();
+            // Counted on the device and read back every few steps (below): on a GPU each read is
+            // a round trip that stalls the queue.
+            let hits = logits.clone().detach().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum();
             let loss = if soft_targets {
                 let mut t = Vec::with_capacity(idx.len() * num_classes);
                 for &i in idx {
@@ -502,11 +532,23 @@ pub fn train(
             } else {
                 loss_fn.forward(logits, y)
             };
-            let loss_value: f32 = loss.clone().into_scalar::<f32>();
-            loss_sum += loss_value as f64 * labels.len() as f64;
+            let weighted = loss.clone().detach() * labels.len() as f32;
+            pending = Some(match pending.take() {
+                Some((l, c)) => (l + weighted, c + hits),
+                None => (weighted, hits),
+            });
             seen += labels.len();
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
+            // A fixed cadence, not a timer: the sums must group the same way in a resumed run.
+            if (step + 1) % READ_BACK_STEPS == 0 || step + 1 == steps_per_epoch {
+                if let Some((l, c)) = pending.take() {
+                    loss_sum += l.into_scalar::<f32>() as f64;
+                    correct += c.into_scalar::<i64>() as usize;
+                }
+            } else {
+                continue;
+            }
             if !quiet {
                 let elapsed = started.elapsed().as_secs_f64();
                 let rate = seen as f64 / elapsed.max(1e-9);
@@ -542,6 +584,7 @@ pub fn train(
             val_accuracy,
             images_per_second: seen as f64 / seconds,
             seconds,
+            device: Some(crate::compute::description()),
         };
         if !quiet {
             eprintln!(

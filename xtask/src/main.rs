@@ -24,7 +24,10 @@ const BINARYEN_VERSION: &str = "132";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const FUZZ_TARGETS: &[&str] =
     &["image_to_crop", "image_to_faces", "weights", "model_manifest", "dataset_files", "report_json"];
-const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "ffmpeg"];
+/// Debian packages the tests need: the browser, its driver, ffmpeg for the fake camera's video,
+/// and Mesa's lavapipe (a Vulkan driver on the CPU) with the Vulkan loader, so that the trainer's
+/// GPU path (`--device gpu`, wgpu) runs in CI too (trainer/tests/gpu.rs).
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "ffmpeg", "mesa-vulkan-drivers", "libvulkan1"];
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -39,9 +42,10 @@ fn main() {
         Some("bench") => bench(&args[1..]),
         Some("sizes") => download_sizes(),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("gpu-bundle") => gpu_bundle(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)"
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/ for a lent GPU machine (scripts/gpu-train.sh)"
             );
             exit(2);
         }
@@ -123,10 +127,10 @@ fn setup() -> Result {
     // The wasm32 target comes with rust-toolchain.toml; this is a no-op when present.
     run(cmd("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
 
-    if !Path::new("/usr/bin/chromedriver").exists() || !Path::new("/usr/bin/ffmpeg").exists() {
+    if !Path::new("/usr/bin/chromedriver").exists() || !Path::new("/usr/bin/ffmpeg").exists() || !has_lavapipe() {
         if !is_root() {
             return Err(format!(
-                "Chromium, ChromeDriver and ffmpeg are missing: run `sudo apt-get install -y {}`",
+                "Chromium, ChromeDriver, ffmpeg or Mesa's Vulkan driver are missing: run `sudo apt-get install -y {}`",
                 APT_PACKAGES.join(" ")
             ));
         }
@@ -161,6 +165,17 @@ fn setup() -> Result {
             .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
     }
     Ok(())
+}
+
+/// Mesa's lavapipe ICD and the Vulkan loader it is reached through.
+fn has_lavapipe() -> bool {
+    let icd = std::fs::read_dir("/usr/share/vulkan/icd.d")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd")))
+        .unwrap_or(false);
+    let loader = ["/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "/usr/lib/aarch64-linux-gnu/libvulkan.so.1"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    icd && loader
 }
 
 fn is_root() -> bool {
@@ -223,6 +238,80 @@ fn bench(args: &[String]) -> Result {
     build_web(false)?;
     download_sizes()?;
     run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))
+}
+
+/// The most the device tool carries in one call (working tree included).
+const DEVICE_CARRY_LIMIT: u64 = 64 << 20;
+
+/// Fills `.device/` (git-ignored) with what `scripts/gpu-train.sh` needs on a lent GPU machine,
+/// which has no cargo, no network and no Vulkan loader: the trainer binary of this checkout (the
+/// dev profile every reported number was measured with, symbols stripped, xz-compressed), the
+/// datasets as one xz tarball (FER2013's JPEGs share their headers, so xz takes a third off), and Debian's
+/// libvulkan1. Prints the size against the tool's 64 MiB limit.
+fn gpu_bundle(args: &[String]) -> Result {
+    let data = args.iter().position(|a| a == "--data").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let data = data.unwrap_or_else(|| root().join("../shared/data"));
+    for needed in ["fer2013/train", "fer2013/test", "ferplus/fer2013new.csv", "ckplus/CK+48"] {
+        if !data.join(needed).exists() {
+            return Err(format!(
+                "{} is missing (give the datasets folder with --data DIR)",
+                data.join(needed).display()
+            ));
+        }
+    }
+    let bundle = root().join(".device");
+    std::fs::create_dir_all(bundle.join("debs")).map_err(|e| format!("cannot create {}: {e}", bundle.display()))?;
+    run(cmd("cargo").args(["build", "-p", "mien-trainer"]))?;
+    let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let binary = bundle.join("mien-trainer");
+    std::fs::copy(target.join("debug/mien-trainer"), &binary)
+        .map_err(|e| format!("copying {}: {e}", target.join("debug/mien-trainer").display()))?;
+    run(cmd("strip").arg(&binary))?;
+    // 72 MB stripped, 12 MB as xz: the difference between fitting the call's limit or not.
+    run(cmd("xz").args(["-9", "-T0", "-f"]).arg(&binary))?;
+    let tarball = bundle.join("data.tar.xz");
+    if !tarball.exists() {
+        let mut c = cmd("tar");
+        c.env("XZ_OPT", "-6 -T0").arg("-cJf").arg(&tarball).arg("-C").arg(&data).args([
+            "fer2013/train",
+            "fer2013/test",
+            "fer2013/fer2013_row_alignment.csv",
+            "ferplus/fer2013new.csv",
+            "ferplus/LICENSE-FERPlus.md",
+            "ckplus/CK+48",
+        ]);
+        run(&mut c)?;
+    }
+    if std::fs::read_dir(bundle.join("debs")).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        let mut c = cmd("apt-get");
+        c.args(["download", "libvulkan1"]).current_dir(bundle.join("debs"));
+        run(&mut c)?;
+    }
+    let size = |p: &Path| {
+        output_of("du", &["-sb", &p.to_string_lossy()]).and_then(|o| o.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let bundle_bytes = size(&bundle).unwrap_or(0);
+    let tracked = output_of("git", &["ls-files", "-z"])
+        .map(|o| {
+            o.split('\0')
+                .filter(|f| !f.is_empty())
+                .filter_map(|f| std::fs::metadata(root().join(f)).ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    let total = bundle_bytes + tracked;
+    eprintln!(
+        "xtask: .device/ {:.1} MiB + tracked files {:.1} MiB = {:.1} MiB of the device tool's 64 MiB",
+        bundle_bytes as f64 / 1048576.0,
+        tracked as f64 / 1048576.0,
+        total as f64 / 1048576.0
+    );
+    if total > DEVICE_CARRY_LIMIT {
+        return Err("too large for one device call".into());
+    }
+    eprintln!("xtask: on the device: carry [\".device\"], command `bash scripts/gpu-train.sh train --data /tmp/mien-data/fer2013 --out $OUT/model ...`");
+    Ok(())
 }
 
 /// Runs each fuzz target (or the named ones) for `--runs` executions, from its seeds plus the
