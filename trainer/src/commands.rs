@@ -325,6 +325,10 @@ fn train_args(cfg: &TrainConfig) -> String {
             cmd += " --ferplus-mode majority";
         }
     }
+    if let Some(t) = &cfg.distill {
+        cmd +=
+            &format!(" --teacher {} --distill-weight {} --distill-temperature {}", t.teacher, t.weight, t.temperature);
+    }
     if cfg.seed != d.seed {
         cmd += &format!(" --seed {}", cfg.seed);
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use mien_trainer::compute::DeviceChoice;
 use mien_trainer::ferplus::{FerPlusLabels, FerPlusMode};
-use mien_trainer::train::TrainConfig;
+use mien_trainer::train::{Distill, TrainConfig};
 use mien_trainer::{bench, commands, compute, cropcheck, detect, tune};
 
 #[derive(Parser)]
@@ -235,6 +235,16 @@ struct TrainArgs {
     /// --patience 0). For settings already chosen.
     #[arg(long)]
     no_validation: bool,
+    /// Knowledge distillation: also learn this trained model's softened predictions (a model
+    /// folder with the same labels, input and normalisation; any width).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Share of the loss that is distillation (with --teacher).
+    #[arg(long, default_value_t = 0.7, requires = "teacher")]
+    distill_weight: f32,
+    /// Softmax temperature of the distillation term (with --teacher).
+    #[arg(long, default_value_t = 4.0, requires = "teacher")]
+    distill_temperature: f32,
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
@@ -278,6 +288,11 @@ impl TrainArgs {
             ferplus: self.labels.labels(),
             last_epoch: self.last_epoch,
             no_validation: self.no_validation,
+            distill: self.teacher.as_ref().map(|t| Distill {
+                teacher: t.display().to_string(),
+                weight: self.distill_weight,
+                temperature: self.distill_temperature,
+            }),
             seed,
             ..d
         }

@@ -63,6 +63,24 @@ pub struct TrainConfig {
     /// model of a tuned protocol or cross-validation's folds, where a tenth more subjects matters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_validation: bool,
+    /// Knowledge distillation: also learn the soft predictions of a trained teacher model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
+}
+
+/// Knowledge distillation (Hinton et al., 2015): the student also matches a larger teacher's
+/// probabilities, softened by a temperature, on every augmented training batch. How a network
+/// small enough for the browser's time budget can learn what only a wider one finds on its own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Distill {
+    /// The teacher's model folder (manifest.json + classifier.safetensors, any width), trained
+    /// on the same labels, input size and normalisation.
+    pub teacher: String,
+    /// Share of the loss that is distillation, 0 < w ≤ 1; the rest is the usual cross-entropy.
+    pub weight: f32,
+    /// Softmax temperature of both networks in the distillation term (the term is scaled by T²,
+    /// so its gradients keep their size as T changes).
+    pub temperature: f32,
 }
 
 impl TrainConfig {
@@ -89,7 +107,15 @@ impl TrainConfig {
         check(
             !(self.no_validation && self.patience > 0),
             format!("--no-validation with --patience {}: nothing to stop early on (use --patience 0)", self.patience),
-        )
+        )?;
+        if let Some(d) = &self.distill {
+            check(d.weight > 0.0 && d.weight <= 1.0, format!("--distill-weight {} (expected 0 < w ≤ 1)", d.weight))?;
+            check(
+                d.temperature > 0.0 && d.temperature <= 100.0,
+                format!("--distill-temperature {} (expected 0 < T ≤ 100)", d.temperature),
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +140,7 @@ impl Default for TrainConfig {
             ferplus: None,
             last_epoch: false,
             no_validation: false,
+            distill: None,
         }
     }
 }
@@ -393,6 +420,43 @@ fn initial_net(cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result
     Ok(net)
 }
 
+/// The teacher of a distillation run, in inference mode on the plain (non-autodiff) training
+/// device. Refused, naming the field, where its outputs or inputs are not the student's.
+fn load_teacher(d: &Distill, cfg: &TrainConfig, num_classes: usize) -> Result<ExpressionNet> {
+    let dir = Path::new(&d.teacher);
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| format!("reading the teacher's {}/{name}", dir.display()))
+    };
+    let manifest = mien::ModelManifest::from_json(&read("manifest.json")?)
+        .with_context(|| format!("the teacher {}", dir.display()))?;
+    anyhow::ensure!(
+        manifest.labels.len() == num_classes,
+        "the teacher {} has {} labels, this run {num_classes}",
+        dir.display(),
+        manifest.labels.len()
+    );
+    anyhow::ensure!(
+        manifest.input_size == cfg.input_size && manifest.mean == cfg.mean && manifest.std == cfg.std,
+        "the teacher {} takes {}×{} inputs normalised by mean {} std {}, this run {}×{} by mean {} std {}",
+        dir.display(),
+        manifest.input_size,
+        manifest.input_size,
+        manifest.mean,
+        manifest.std,
+        cfg.input_size,
+        cfg.input_size,
+        cfg.mean,
+        cfg.std
+    );
+    let teacher = mien::classify::ExpressionClassifier::load(
+        &read("manifest.json")?,
+        &read("classifier.safetensors")?,
+        &crate::compute::device(),
+    )
+    .with_context(|| format!("loading the teacher {}", dir.display()))?;
+    Ok(teacher.net().clone())
+}
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it: a reader (or a killed run)
 /// sees the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -478,6 +542,7 @@ pub fn train(
     // FERPlus vote shares: cross-entropy against the soft target, each image weighted by its
     // majority class's weight (as burn's weighted loss does for hard labels).
     let soft_targets = train.iter().any(|e| e.soft.is_some());
+    let teacher = cfg.distill.as_ref().map(|d| load_teacher(d, cfg, num_classes).map(|t| (t, d))).transpose()?;
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let total_steps = (steps_per_epoch * cfg.epochs).max(1);
@@ -510,10 +575,16 @@ pub fn train(
                 TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [labels.len()]),
                 &device,
             );
+            // The teacher sees the same augmented batch, without autodiff: a constant target.
+            let taught = teacher.as_ref().map(|(t, d)| {
+                let log_soft = burn::tensor::activation::log_softmax(t.forward(x.clone().inner()) / d.temperature, 1);
+                (log_soft.clone().exp().autodiff(), log_soft.autodiff())
+            });
             let logits = net.forward(x);
             // Counted on the device and read back every few steps (below): on a GPU each read is
             // a round trip that stalls the queue.
             let hits = logits.clone().detach().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum();
+            let logits_student = logits.clone();
             let loss = if soft_targets {
                 let mut t = Vec::with_capacity(idx.len() * num_classes);
                 for &i in idx {
@@ -531,6 +602,16 @@ pub fn train(
                 (per_image * w).sum().neg() / w_sum
             } else {
                 loss_fn.forward(logits, y)
+            };
+            let loss = match (taught, &teacher) {
+                (Some((soft, log_soft)), Some((_, d))) => {
+                    // KL(teacher ‖ student) at temperature T, times T²: zero when they agree.
+                    let t = d.temperature;
+                    let student = burn::tensor::activation::log_softmax(logits_student / t, 1);
+                    let distill = (soft * (log_soft - student)).sum_dim(1).mean() * (t * t);
+                    loss * (1.0 - d.weight) + distill * d.weight
+                }
+                _ => loss,
             };
             let weighted = loss.clone().detach() * labels.len() as f32;
             pending = Some(match pending.take() {
@@ -661,6 +742,9 @@ mod tests {
         refused(TrainConfig { width: 100.0, ..TrainConfig::default() }, "--width");
         refused(TrainConfig { last_epoch: true, ..TrainConfig::default() }, "--last-epoch");
         refused(TrainConfig { no_validation: true, ..TrainConfig::default() }, "--no-validation");
+        let distill = |weight, temperature| Some(Distill { teacher: "t".into(), weight, temperature });
+        refused(TrainConfig { distill: distill(0.0, 4.0), ..TrainConfig::default() }, "--distill-weight");
+        refused(TrainConfig { distill: distill(0.7, 0.0), ..TrainConfig::default() }, "--distill-temperature");
         TrainConfig::default().validate().unwrap();
         TrainConfig { last_epoch: true, patience: 0, ..TrainConfig::default() }.validate().unwrap();
     }
