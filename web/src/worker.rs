@@ -191,13 +191,10 @@ async fn software_webgpu() -> Option<String> {
                 .join(" ")
         })
         .unwrap_or_default();
-    (fallback || name.to_lowercase().contains("swiftshader")).then(|| {
-        if name.is_empty() {
-            "a fallback adapter".into()
-        } else {
-            name
-        }
-    })
+    // Software rasterisers: Chromium's own SwiftShader, and Mesa's llvmpipe (lavapipe), which
+    // Linux machines without a GPU driver offer through Vulkan.
+    let software = ["swiftshader", "llvmpipe", "lavapipe", "softpipe"].iter().any(|s| name.to_lowercase().contains(s));
+    (fallback || software).then(|| if name.is_empty() { "a fallback adapter".into() } else { name })
 }
 
 async fn load_classifier(device: &Device) -> Result<ExpressionClassifier, String> {
