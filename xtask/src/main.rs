@@ -221,12 +221,25 @@ fn test() -> Result {
 
 /// `cargo test` of one browser test target against `dist/`: ignored tests included, one at a time
 /// (two browsers sharing 2 cores would time and starve each other). Same package selection as the
-/// native run, so features unify identically and nothing is compiled twice.
+/// native run, and `--bins` too: without the trainer's binary (clap) in the build, cargo hashes
+/// the host crates shared with it differently and builds all of burn a second time (20 minutes of
+/// a cold CI run); the binaries have no ignored tests, so nothing more runs.
 fn browser_tests(target: &str, extra: &[&str]) -> Command {
     let mut c = cmd("cargo");
-    c.args(["test", "--workspace", "--exclude", "mien-web", "--test", target, "--", "--ignored", "--test-threads=1"])
-        .args(extra)
-        .env("MIEN_DIST", root().join("dist"));
+    c.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "mien-web",
+        "--bins",
+        "--test",
+        target,
+        "--",
+        "--ignored",
+        "--test-threads=1",
+    ])
+    .args(extra)
+    .env("MIEN_DIST", root().join("dist"));
     c
 }
 
