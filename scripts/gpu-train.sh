@@ -5,9 +5,9 @@
 # network; the trainer's `--device auto` then finds the GPU through wgpu's Vulkan backend.
 #
 # Usage (the device tool's command, with carry [".device"]): the trainer's own arguments, with
-# the datasets under /tmp/mien-data (fer2013, ferplus, ckplus/CK+48) and the model under
-# $OUT/model so that it and its checkpoints come back with the reply:
-#   bash scripts/gpu-train.sh train --data /tmp/mien-data/fer2013 --out $OUT/model --epochs 60 ...
+# the datasets unpacked under .gpu-work/data (git-ignored: fer2013, ferplus, ckplus/CK+48) and
+# the model under $OUT/model so that it and its checkpoints come back with the reply:
+#   bash scripts/gpu-train.sh train --data .gpu-work/data/fer2013 --out $OUT/model --epochs 60 ...
 # Checkpoint files of an earlier reply copied into .device/resume/ (state.json, last-*, best-*,
 # optimizer-*) are put back into $OUT/model/checkpoints first, so `--resume` continues that run.
 # The whole log is $OUT/train.log.
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=.device
 [ -f "$bundle/mien-trainer.xz" ] || { echo "no $bundle/mien-trainer.xz: run \`cargo xtask gpu-bundle\` first" >&2; exit 2; }
-out="${OUT:-/tmp/mien-out}"
+out="${OUT:-.gpu-work/out}"
 mkdir -p "$out/model/checkpoints"
 
 # The Vulkan loader (libvulkan1) as a .deb, unpacked into / (the machine runs commands as root).
@@ -24,11 +24,12 @@ ldconfig
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
 
-trainer=/tmp/mien-trainer
+trainer=.gpu-work/bin/mien-trainer
+mkdir -p .gpu-work/bin
 xz -dc "$bundle/mien-trainer.xz" >"$trainer"
 chmod +x "$trainer"
 
-data=/tmp/mien-data
+data=.gpu-work/data
 if [ ! -d "$data/fer2013" ]; then
   mkdir -p "$data"
   tar -xJf "$bundle/data.tar.xz" -C "$data"

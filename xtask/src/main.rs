@@ -323,7 +323,7 @@ fn gpu_bundle(args: &[String]) -> Result {
     if total > DEVICE_CARRY_LIMIT {
         return Err("too large for one device call".into());
     }
-    eprintln!("xtask: on the device: carry [\".device\"], command `bash scripts/gpu-train.sh train --data /tmp/mien-data/fer2013 --out $OUT/model ...`");
+    eprintln!("xtask: on the device: carry [\".device\"], command `bash scripts/gpu-train.sh train --data .gpu-work/data/fer2013 --out $OUT/model ...`");
     Ok(())
 }
 
