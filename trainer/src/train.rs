@@ -427,8 +427,9 @@ fn load_teacher(d: &Distill, cfg: &TrainConfig, num_classes: usize) -> Result<Ex
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| format!("reading the teacher's {}/{name}", dir.display()))
     };
-    let manifest = mien::ModelManifest::from_json(&read("manifest.json")?)
-        .with_context(|| format!("the teacher {}", dir.display()))?;
+    let manifest_json = read("manifest.json")?;
+    let manifest =
+        mien::ModelManifest::from_json(&manifest_json).with_context(|| format!("the teacher {}", dir.display()))?;
     anyhow::ensure!(
         manifest.labels.len() == num_classes,
         "the teacher {} has {} labels, this run {num_classes}",
@@ -449,7 +450,7 @@ fn load_teacher(d: &Distill, cfg: &TrainConfig, num_classes: usize) -> Result<Ex
         cfg.std
     );
     let teacher = mien::classify::ExpressionClassifier::load(
-        &read("manifest.json")?,
+        &manifest_json,
         &read("classifier.safetensors")?,
         &crate::compute::device(),
     )
