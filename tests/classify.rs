@@ -111,6 +111,17 @@ fn broken_model_files_are_named_errors() {
         }
         other => panic!("mismatched labels: {other:?}"),
     }
+    // A manifest naming the other layer layout than the weights were trained as: a layer one
+    // layout has and the other lacks is named, with the layout the manifest claims.
+    let mut m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let layout = m.get("layout").and_then(|l| l.as_u64()).unwrap_or(1);
+    m["layout"] = (3 - layout).into();
+    match ExpressionClassifier::load(&serde_json::to_vec(&m).unwrap(), &weights, &device) {
+        Err(ClassifierError::Weights { reason, .. }) => {
+            assert!(reason.contains("missing") && reason.contains(&format!("layout {}", 3 - layout)), "{reason}")
+        }
+        other => panic!("layout {} weights read as layout {}: {other:?}", layout, 3 - layout),
+    }
 }
 
 #[test]
@@ -119,8 +130,9 @@ fn manifests_outside_what_a_browser_can_run_are_refused_by_field() {
     let device = Device::flex();
     let good: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     // Each edit names the field in the error, before any network is built or weight read.
-    let cases: [(&str, serde_json::Value, &str); 7] = [
+    let cases: [(&str, serde_json::Value, &str); 8] = [
         ("width", 1e9.into(), "width"),
+        ("layout", 3.into(), "layout"),
         ("input_size", 0.into(), "input_size"),
         ("input_size", 100_000.into(), "input_size"),
         ("std", 0.0.into(), "std"),

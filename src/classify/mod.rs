@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::align::{CropConfig, FaceCrop};
 use crate::emotion::Emotion;
-pub use model::{ExpressionNet, ExpressionNetConfig};
+pub use model::{ExpressionNet, ExpressionNetConfig, LAYOUTS};
 
 /// Everything needed to use a set of classifier weights exactly as they were trained.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,6 +25,10 @@ pub struct ModelManifest {
     /// How faces are cut out of frames for this model.
     pub crop: CropConfig,
     pub width: f64,
+    /// The network's layer layout ([`ExpressionNetConfig::layout`]); manifests written before
+    /// there was a second one have no such field and are layout 1.
+    #[serde(default = "first_layout")]
+    pub layout: u32,
     /// Average the probabilities of the crop and its mirror image (test-time augmentation:
     /// twice the classifier's cost, steadier predictions).
     #[serde(default)]
@@ -35,6 +39,10 @@ pub struct ModelManifest {
 }
 
 pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+
+fn first_layout() -> u32 {
+    1
+}
 
 /// Bounds of a manifest that a browser can run: anything outside is a corrupt or foreign file,
 /// refused before it can ask for a gigabyte network or a NaN-producing normalisation.
@@ -49,6 +57,11 @@ impl ModelManifest {
             serde_json::from_slice(bytes).map_err(|e| ClassifierError::Manifest(e.to_string()))?;
         manifest.validate()?;
         Ok(manifest)
+    }
+
+    /// The network these weights were trained as.
+    pub fn net_config(&self) -> ExpressionNetConfig {
+        ExpressionNetConfig::new(self.labels.len()).with_width(self.width).with_layout(self.layout)
     }
 
     /// Checks every field the classifier relies on; the message names the field.
@@ -73,6 +86,14 @@ impl ModelManifest {
         }
         if !(MIN_WIDTH..=MAX_WIDTH).contains(&self.width) {
             return bad(format!("width {} (expected {MIN_WIDTH}–{MAX_WIDTH})", self.width));
+        }
+        if !LAYOUTS.contains(&self.layout) {
+            return bad(format!(
+                "layout {} (this build knows layouts {}–{})",
+                self.layout,
+                LAYOUTS.start(),
+                LAYOUTS.end()
+            ));
         }
         if !self.mean.is_finite() || !self.std.is_finite() || self.std <= 1e-6 {
             return bad(format!("normalisation mean {} std {} (std must be a positive number)", self.mean, self.std));
@@ -117,7 +138,7 @@ impl ExpressionClassifier {
         // Shipped weights are int8 with per-channel scales; they become f32 here.
         let weights = crate::weights::dequantize(weights, &file)
             .map_err(|e| ClassifierError::Weights { file: file.clone(), reason: e.to_string() })?;
-        let mut net = ExpressionNetConfig::new(manifest.labels.len()).with_width(manifest.width).init(device);
+        let mut net = manifest.net_config().init(device);
         let mut store = SafetensorsStore::from_bytes(Some(weights.into_owned())).allow_partial(true).validate(false);
         let result = net
             .load_from(&mut store)
@@ -126,7 +147,14 @@ impl ExpressionClassifier {
             return Err(ClassifierError::Weights { file, reason: format!("{e:?}") });
         }
         if let Some((path, _)) = result.missing.first() {
-            return Err(ClassifierError::Weights { file, reason: format!("tensor `{path}` is missing") });
+            return Err(ClassifierError::Weights {
+                file,
+                reason: format!(
+                    "tensor `{path}` is missing (the manifest describes a layout {} network of width {}: \
+                     are these its weights?)",
+                    manifest.layout, manifest.width
+                ),
+            });
         }
         Ok(ExpressionClassifier { net, manifest, device: device.clone() })
     }

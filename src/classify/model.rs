@@ -1,7 +1,15 @@
 //! The expression network: a small CNN designed for the browser as much as for accuracy — a
 //! strided stem, then depthwise-separable blocks (a 3×3 depthwise conv and a 1×1 pointwise conv,
-//! each with batch norm and ReLU), global average pooling and one linear layer. At width 1.0 it
-//! costs about 13 M multiply-adds per 48×48 face.
+//! each with batch norm and ReLU), global average pooling and one linear layer.
+//!
+//! Two layouts, told apart by [`ExpressionNetConfig::layout`] (saved in the model manifest, so a
+//! model folder always loads into the network it was trained as):
+//! - 1, the first shipped network: a full 3×3 convolution (24→32 channels) halves the 48×48
+//!   resolution; about 13 M multiply-adds per face at width 1.0, a third of them in that one layer,
+//!   which, timed on its own, also takes about a third of the native time per face.
+//! - 2: a depthwise-separable block with a stride-2 depthwise conv halves the resolution instead,
+//!   and a sixth block at 6×6 adds capacity where it costs least (`mien-trainer bench-detect
+//!   --widths 1` times both layouts).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -18,7 +26,13 @@ pub struct ExpressionNetConfig {
     pub width: f64,
     #[config(default = 0.3)]
     pub dropout: f64,
+    /// Layer layout, 1 or 2 (see the module's documentation).
+    #[config(default = 2)]
+    pub layout: u32,
 }
+
+/// The layouts this build can construct.
+pub const LAYOUTS: std::ops::RangeInclusive<u32> = 1..=2;
 
 /// Conv (optionally depthwise) + batch norm + ReLU.
 #[derive(Module, Debug)]
@@ -56,8 +70,13 @@ pub struct SeparableBlock {
 
 impl SeparableBlock {
     fn new(device: &Device, input: usize, output: usize) -> Self {
+        Self::strided(device, input, output, 1)
+    }
+
+    /// With a stride-`stride` depthwise conv: downsampling at a fraction of a full conv's cost.
+    fn strided(device: &Device, input: usize, output: usize, stride: usize) -> Self {
         SeparableBlock {
-            depthwise: ConvBn::new(device, input, input, 3, 1, input),
+            depthwise: ConvBn::new(device, input, input, 3, stride, input),
             pointwise: ConvBn::new(device, input, output, 1, 1, 1),
         }
     }
@@ -70,7 +89,10 @@ impl SeparableBlock {
 #[derive(Module, Debug)]
 pub struct ExpressionNet {
     stem1: ConvBn,
-    stem2: ConvBn,
+    /// Layout 1: a full strided conv halves the resolution.
+    stem2: Option<ConvBn>,
+    /// Layout 2: a separable block with a strided depthwise conv does.
+    down: Option<SeparableBlock>,
     block1: SeparableBlock,
     pool1: MaxPool2d,
     block2: SeparableBlock,
@@ -78,6 +100,8 @@ pub struct ExpressionNet {
     pool2: MaxPool2d,
     block4: SeparableBlock,
     block5: SeparableBlock,
+    /// Layout 2 only.
+    block6: Option<SeparableBlock>,
     gap: AdaptiveAvgPool2d,
     dropout: Dropout,
     head: Linear,
@@ -86,9 +110,11 @@ pub struct ExpressionNet {
 impl ExpressionNetConfig {
     pub fn init(&self, device: &Device) -> ExpressionNet {
         let c = |n: usize| ((n as f64 * self.width).round() as usize).max(4);
+        let first = self.layout == 1;
         ExpressionNet {
             stem1: ConvBn::new(device, 1, c(24), 3, 1, 1),
-            stem2: ConvBn::new(device, c(24), c(32), 3, 2, 1),
+            stem2: first.then(|| ConvBn::new(device, c(24), c(32), 3, 2, 1)),
+            down: (!first).then(|| SeparableBlock::strided(device, c(24), c(32), 2)),
             block1: SeparableBlock::new(device, c(32), c(64)),
             pool1: MaxPoolConfig2::pool(),
             block2: SeparableBlock::new(device, c(64), c(128)),
@@ -96,6 +122,7 @@ impl ExpressionNetConfig {
             pool2: MaxPoolConfig2::pool(),
             block4: SeparableBlock::new(device, c(128), c(256)),
             block5: SeparableBlock::new(device, c(256), c(256)),
+            block6: (!first).then(|| SeparableBlock::new(device, c(256), c(256))),
             gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(c(256), self.num_classes).init(device),
@@ -135,10 +162,19 @@ impl ExpressionNet {
 
     /// `[N, 1, 48, 48]` normalised gray crops → logits `[N, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.stem2.forward(self.stem1.forward(x));
+        let x = self.stem1.forward(x);
+        let x = match (&self.stem2, &self.down) {
+            (Some(conv), _) => conv.forward(x),
+            (None, Some(block)) => block.forward(x),
+            (None, None) => x,
+        };
         let x = self.pool1.forward(self.block1.forward(x));
         let x = self.pool2.forward(self.block3.forward(self.block2.forward(x)));
         let x = self.block5.forward(self.block4.forward(x));
+        let x = match &self.block6 {
+            Some(block) => block.forward(x),
+            None => x,
+        };
         let x = self.gap.forward(x).flatten::<2>(1, 3);
         self.head.forward(self.dropout.forward(x))
     }

@@ -73,18 +73,20 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
         times[(times.len() * 9 / 10).min(times.len() - 1)]
     );
     for &width in widths {
-        time_width(width, runs.max(30))?;
+        for layout in mien::classify::LAYOUTS {
+            time_width(width, layout, runs.max(30))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The network alone at another width (random weights; one face and its mirror image, as the
+/// The network alone at another width and layout (random weights; one face and its mirror image, as the
 /// app runs it): what a wider model would cost per face before any training, since the time
 /// does not depend on the weights' values.
-fn time_width(width: f64, runs: usize) -> Result<()> {
+fn time_width(width: f64, layout: u32, runs: usize) -> Result<()> {
     use mien::burn::prelude::*;
     let device = Device::flex();
-    let net = mien::classify::ExpressionNetConfig::new(7).with_width(width).init(&device);
+    let net = mien::classify::ExpressionNetConfig::new(7).with_width(width).with_layout(layout).init(&device);
     let x = Tensor::<4>::random([1, 1, 48, 48], mien::burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let once = || {
         let p = net.probabilities(x.clone(), true);
@@ -102,7 +104,7 @@ fn time_width(width: f64, runs: usize) -> Result<()> {
         .collect();
     times.sort_by(f64::total_cmp);
     println!(
-        "network alone, width {width}: {} parameters, median {:7.2} ms  min {:7.2} ms (one face + mirror image)",
+        "network alone, layout {layout}, width {width}: {} parameters, median {:7.2} ms  min {:7.2} ms (one face + mirror image)",
         mien::burn::module::Module::num_params(&net),
         times[times.len() / 2],
         times[0]

@@ -301,6 +301,9 @@ fn train_args(cfg: &TrainConfig) -> String {
     if cfg.width != d.width {
         cmd += &format!(" --width {}", cfg.width);
     }
+    if cfg.layout != d.layout && cfg.init.is_none() {
+        cmd += &format!(" --layout {}", cfg.layout);
+    }
     if cfg.dropout != d.dropout {
         cmd += &format!(" --dropout {}", cfg.dropout);
     }
@@ -391,10 +394,16 @@ pub fn write_model(
     );
     info.insert(
         "architecture".into(),
-        format!(
-            "ExpressionNet width {}: strided conv stem, 5 depthwise-separable blocks with batch norm, global average pooling, linear head",
-            cfg.width
-        )
+        match cfg.layout {
+            1 => format!(
+                "ExpressionNet width {} (layout 1): strided conv stem, 5 depthwise-separable blocks with batch norm, global average pooling, linear head",
+                cfg.width
+            ),
+            _ => format!(
+                "ExpressionNet width {} (layout {}): conv stem, 7 depthwise-separable blocks (the first strided) with batch norm, global average pooling, linear head",
+                cfg.width, cfg.layout
+            ),
+        }
         .into(),
     );
     info.insert("parameters".into(), net.num_params().into());
@@ -440,6 +449,7 @@ pub fn write_model(
         std: cfg.std,
         crop,
         width: cfg.width,
+        layout: cfg.layout,
         flip_average: true,
         info,
     };

@@ -207,6 +207,10 @@ struct TrainArgs {
     lr: Option<f64>,
     #[arg(long)]
     width: Option<f64>,
+    /// The network's layer layout: 2 (default) or 1, the first shipped network's. With --init,
+    /// the layout of the model it starts from.
+    #[arg(long)]
+    layout: Option<u32>,
     #[arg(long)]
     dropout: Option<f64>,
     /// Augmentation strength, 0 to 1.
@@ -267,6 +271,13 @@ impl FerPlusArgs {
     }
 }
 
+/// The layout of the model folder `dir`, if its manifest says (a missing or broken one is
+/// reported by name when the run loads it).
+fn layout_of(dir: &std::path::Path) -> Option<u32> {
+    let json = std::fs::read(dir.join("manifest.json")).ok()?;
+    serde_json::from_slice::<mien::ModelManifest>(&json).ok().map(|m| m.layout)
+}
+
 fn seed_of(a: &TrainArgs) -> u64 {
     a.seed
 }
@@ -279,6 +290,7 @@ impl TrainArgs {
             batch_size: self.batch_size.unwrap_or(d.batch_size),
             lr: self.lr.unwrap_or(d.lr),
             width: self.width.unwrap_or(d.width),
+            layout: self.layout.or_else(|| self.init.as_deref().and_then(layout_of)).unwrap_or(d.layout),
             dropout: self.dropout.unwrap_or(d.dropout),
             augment: self.augment.unwrap_or(d.augment),
             patience: self.patience.unwrap_or(d.patience),

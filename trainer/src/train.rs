@@ -35,6 +35,10 @@ pub struct TrainConfig {
     pub lr: f64,
     pub weight_decay: f64,
     pub width: f64,
+    /// The network's layer layout (`mien::classify::ExpressionNetConfig::layout`); configs saved
+    /// before there was a second one are layout 1.
+    #[serde(default = "first_layout")]
+    pub layout: u32,
     pub dropout: f64,
     /// Augmentation strength, 0 (none) to 1 (the full ranges in [`Augment`]).
     pub augment: f32,
@@ -83,7 +87,16 @@ pub struct Distill {
     pub temperature: f32,
 }
 
+fn first_layout() -> u32 {
+    1
+}
+
 impl TrainConfig {
+    /// The network this configuration trains, with `num_classes` outputs.
+    pub fn net_config(&self, num_classes: usize) -> ExpressionNetConfig {
+        ExpressionNetConfig::new(num_classes).with_width(self.width).with_dropout(self.dropout).with_layout(self.layout)
+    }
+
     /// Refuses settings that cannot train, naming the flag, before any work starts.
     pub fn validate(&self) -> Result<()> {
         let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(anyhow::anyhow!(what)) };
@@ -91,6 +104,10 @@ impl TrainConfig {
         check(self.batch_size >= 1, format!("--batch-size {} (at least 1)", self.batch_size))?;
         check(self.lr > 0.0 && self.lr < 1.0, format!("--lr {} (expected between 0 and 1)", self.lr))?;
         check((0.125..=8.0).contains(&self.width), format!("--width {} (expected 0.125–8)", self.width))?;
+        check(
+            mien::classify::LAYOUTS.contains(&self.layout),
+            format!("--layout {} (expected {:?})", self.layout, mien::classify::LAYOUTS),
+        )?;
         check((0.0..1.0).contains(&self.dropout), format!("--dropout {} (expected 0 ≤ p < 1)", self.dropout))?;
         check((0.0..=1.0).contains(&self.augment), format!("--augment {} (expected 0–1)", self.augment))?;
         check(
@@ -127,6 +144,7 @@ impl Default for TrainConfig {
             lr: 2e-3,
             weight_decay: 1e-4,
             width: 1.0,
+            layout: 2,
             dropout: 0.3,
             augment: 1.0,
             label_smoothing: 0.05,
@@ -360,7 +378,7 @@ fn save_weights(net: &ExpressionNet, path: &Path) -> Result<()> {
 /// Loads weights saved by [`save_weights`] (f32) or shipped in a model folder (f16 + int8, see
 /// `mien::weights::quantize`) into a fresh network built from `cfg`.
 pub fn load_weights(path: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
-    let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device);
+    let mut net = cfg.net_config(num_classes).init(device);
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bytes = mien::weights::dequantize(&bytes, &path.display().to_string())?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes.into_owned()));
@@ -376,12 +394,14 @@ pub fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Dev
     )
     .with_context(|| format!("{}/manifest.json is not a model manifest", dir.display()))?;
     anyhow::ensure!(
-        manifest.width == cfg.width && manifest.input_size == cfg.input_size,
-        "the model in {} has width {} and input {} but this run asks for width {} and input {}",
+        manifest.width == cfg.width && manifest.layout == cfg.layout && manifest.input_size == cfg.input_size,
+        "the model in {} has width {}, layout {} and input {} but this run asks for width {}, layout {} and input {}",
         dir.display(),
         manifest.width,
+        manifest.layout,
         manifest.input_size,
         cfg.width,
+        cfg.layout,
         cfg.input_size
     );
     let net = load_weights(&dir.join("classifier.safetensors"), cfg, manifest.labels.len(), device)?;
@@ -403,9 +423,7 @@ fn initial_net(cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result
     if *device == cpu {
         return match &cfg.init {
             Some(dir) => init_from(Path::new(dir), cfg, num_classes, device),
-            None => {
-                Ok(ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device))
-            }
+            None => Ok(cfg.net_config(num_classes).init(device)),
         };
     }
     // burn draws a parameter when it is first used: on the CPU that is the first training step,
@@ -415,7 +433,7 @@ fn initial_net(cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result
     let mut store = SafetensorsStore::from_bytes(None);
     drawn.save_into(&mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut net = ExpressionNetConfig::new(num_classes).with_width(cfg.width).with_dropout(cfg.dropout).init(device);
+    let mut net = cfg.net_config(num_classes).init(device);
     net.load_from(&mut SafetensorsStore::from_bytes(Some(bytes))).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(net)
 }
@@ -741,6 +759,7 @@ mod tests {
         refused(TrainConfig { epochs: 0, ..TrainConfig::default() }, "--epochs");
         refused(TrainConfig { lr: 0.0, ..TrainConfig::default() }, "--lr");
         refused(TrainConfig { width: 100.0, ..TrainConfig::default() }, "--width");
+        refused(TrainConfig { layout: 0, ..TrainConfig::default() }, "--layout");
         refused(TrainConfig { last_epoch: true, ..TrainConfig::default() }, "--last-epoch");
         refused(TrainConfig { no_validation: true, ..TrainConfig::default() }, "--no-validation");
         let distill = |weight, temperature| Some(Distill { teacher: "t".into(), weight, temperature });
