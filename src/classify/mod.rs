@@ -40,7 +40,8 @@ pub struct ModelManifest {
 
 pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
 
-fn first_layout() -> u32 {
+/// The layout of a manifest or training config written before `layout` existed (serde default).
+pub fn first_layout() -> u32 {
     1
 }
 

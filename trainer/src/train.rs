@@ -37,7 +37,7 @@ pub struct TrainConfig {
     pub width: f64,
     /// The network's layer layout (`mien::classify::ExpressionNetConfig::layout`); configs saved
     /// before there was a second one are layout 1.
-    #[serde(default = "first_layout")]
+    #[serde(default = "mien::classify::first_layout")]
     pub layout: u32,
     pub dropout: f64,
     /// Augmentation strength, 0 (none) to 1 (the full ranges in [`Augment`]).
@@ -85,10 +85,6 @@ pub struct Distill {
     /// Softmax temperature of both networks in the distillation term (the term is scaled by T²,
     /// so its gradients keep their size as T changes).
     pub temperature: f32,
-}
-
-fn first_layout() -> u32 {
-    1
 }
 
 impl TrainConfig {
