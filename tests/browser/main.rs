@@ -356,7 +356,19 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
     let el = h.wait_for("#crop-photos[data-agreement]", 30).await;
     assert_eq!(el.attr("data-agreement").await.unwrap().unwrap(), format!("{photos:.6}"));
     h.wait_for("#model-card", 30).await;
-    h.wait_for("#curves", 30).await;
+    // The learning curves: every epoch of the shipped model, after those of the model it was
+    // fine-tuned from, if any.
+    let manifest_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model/manifest.json");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let epochs = |key: &str| manifest["info"][key].as_array().map_or(0, Vec::len);
+    let el = h.wait_for("#curves[data-epochs]", 30).await;
+    assert_eq!(el.attr("data-earlier").await.unwrap().unwrap(), epochs("init_history").to_string());
+    assert_eq!(
+        el.attr("data-epochs").await.unwrap().unwrap(),
+        (epochs("init_history") + epochs("history")).to_string()
+    );
+    let boundary = h.eval("document.querySelectorAll('#curves line.boundary').length").await;
+    assert_eq!(boundary, serde_json::json!(usize::from(epochs("init_history") > 0)));
     h.screenshot("dashboard").await;
     // Readable on a phone-sized window: nothing wider than the screen but the scrollable matrices.
     h.client.set_window_size(390, 844).await.unwrap();

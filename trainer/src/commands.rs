@@ -268,10 +268,60 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     }
     eprintln!("training on {} images, validating on {}", tr.len(), val.len());
     std::fs::create_dir_all(out)?;
-    let trained = train(&tr, &val, labels.len(), cfg, Some(&out.join("checkpoints")), resume, false)?;
-    let reproduce = reproduce_command(&dataset.root, cfg, out);
-    crate::plots::curves_png(&out.join("learning_curves.png"), &trained.history)?;
-    write_model(out, &trained.net, cfg, &labels, &trained.history, &dataset, tr.len(), reproduce)
+    let checkpoints = out.join("checkpoints");
+    let lineage = lineage(cfg, &checkpoints, !resume)?;
+    let trained = train(&tr, &val, labels.len(), cfg, Some(&checkpoints), resume, false)?;
+    let reproduce = lineage.reproduce.clone() + &reproduce_command(&dataset.root, cfg, out);
+    crate::plots::curves_png(&out.join("learning_curves.png"), &lineage.earlier_epochs(), &trained.history)?;
+    write_model(out, &trained.net, cfg, &labels, &trained.history, &lineage.init_history, &dataset, tr.len(), reproduce)
+}
+
+/// What a run builds on (its `--init` and `--teacher` model folders), from their manifests: the
+/// commands that made them (a fine-tuned or distilled model is only reproducible with them) and
+/// the training history of the model it starts from. Read when the run starts and kept beside its
+/// checkpoints (`lineage.json`), because those folders may be overwritten before the run is
+/// exported: a run that fine-tunes `assets/model` is exported into `assets/model`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Lineage {
+    /// The `reproduce` commands of the models the run builds on, each followed by ` && `.
+    reproduce: String,
+    /// The `--init` model's history, epoch by epoch (empty without one).
+    init_history: Vec<serde_json::Value>,
+}
+
+impl Lineage {
+    /// The `--init` model's epochs, for the learning curves.
+    fn earlier_epochs(&self) -> Vec<crate::train::EpochStats> {
+        self.init_history.iter().filter_map(|e| serde_json::from_value(e.clone()).ok()).collect()
+    }
+}
+
+/// The run's [`Lineage`]: `fresh` reads it from the model folders (a new run); otherwise the one
+/// kept beside the checkpoints is used where there is one (a resumed run, an export).
+fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage> {
+    let kept = checkpoints.join("lineage.json");
+    if !fresh {
+        if let Some(l) = std::fs::read(&kept).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            return Ok(l);
+        }
+    }
+    let manifest = |dir: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(Path::new(dir).join("manifest.json")).ok()?).ok()
+    };
+    let mut lineage = Lineage::default();
+    for dir in cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher)) {
+        if let Some(steps) = manifest(dir).as_ref().and_then(|m| m["info"]["reproduce"].as_str().map(str::to_owned)) {
+            lineage.reproduce += &steps;
+            lineage.reproduce += " && ";
+        }
+    }
+    if let Some(m) = cfg.init.as_deref().and_then(manifest) {
+        lineage.init_history = m["info"]["history"].as_array().cloned().unwrap_or_default();
+    }
+    std::fs::create_dir_all(checkpoints)?;
+    std::fs::write(&kept, serde_json::to_vec_pretty(&lineage)?)
+        .with_context(|| format!("writing {}", kept.display()))?;
+    Ok(lineage)
 }
 
 /// The command line that reproduces a training run with `cfg` on `data`.
@@ -347,6 +397,7 @@ pub fn write_model(
     cfg: &TrainConfig,
     labels: &[Emotion],
     history: &[crate::train::EpochStats],
+    init_history: &[serde_json::Value],
     dataset: &Dataset,
     train_images: usize,
     reproduce: String,
@@ -427,6 +478,11 @@ pub fn write_model(
     );
     info.insert("train_config".into(), serde_json::to_value(cfg)?);
     info.insert("history".into(), serde_json::to_value(history)?);
+    if !init_history.is_empty() {
+        // The epochs of the model this one was fine-tuned from (`train_config.init`), so its
+        // learning curves can be read whole.
+        info.insert("init_history".into(), init_history.to_vec().into());
+    }
     let mut crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     // Keep a crop margin already tuned for this folder (`crop-check --tune`).
     let manifest_path = out.join("manifest.json");
@@ -479,17 +535,19 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     let train_images =
         (dataset.samples.iter().filter(|s| s.usage.as_deref().is_none_or(|u| u == "Training")).count() * 9) / 10;
     let run_dir = checkpoints.parent().unwrap_or(checkpoints);
+    let lineage = lineage(&cfg, checkpoints, false)?;
     let png = run_dir.join("learning_curves.png");
-    crate::plots::curves_png(&png, &history)?;
+    crate::plots::curves_png(&png, &lineage.earlier_epochs(), &history)?;
     eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
-        "{} && cargo run -p mien-trainer -- export --data {} --checkpoints {} --out {}",
+        "{}{} && cargo run -p mien-trainer -- export --data {} --checkpoints {} --out {}",
+        lineage.reproduce,
         reproduce_command(&dataset.root, &cfg, run_dir),
         data.display(),
         checkpoints.display(),
         out.display()
     );
-    write_model(out, &net, &cfg, &labels, &history, &dataset, train_images, reproduce)
+    write_model(out, &net, &cfg, &labels, &history, &lineage.init_history, &dataset, train_images, reproduce)
 }
 
 /// The model folder the web app ships (`assets/model` of this repository).

@@ -127,7 +127,11 @@ pub fn confusion_png(path: &Path, labels: &[String], counts: &[Vec<u64>]) -> Res
 
 /// Train accuracy (blue), validation accuracy (green) and train loss (orange, scaled to its
 /// maximum) per epoch.
-pub fn curves_png(path: &Path, history: &[EpochStats]) -> Result<()> {
+///
+/// `earlier` are the epochs of the model a fine-tuning run started from (empty for a run from
+/// random weights): drawn first, with a vertical line where fine-tuning begins.
+pub fn curves_png(path: &Path, earlier: &[EpochStats], history: &[EpochStats]) -> Result<()> {
+    let history: Vec<EpochStats> = earlier.iter().chain(history).cloned().collect();
     let (w, h, pad) = (640u32, 320u32, 40u32);
     let mut img = RgbImage::from_pixel(w, h, WHITE);
     let axis = Rgb([154, 163, 181]);
@@ -166,6 +170,16 @@ pub fn curves_png(path: &Path, history: &[EpochStats]) -> Result<()> {
                 }
             }
         }
+    }
+    if !earlier.is_empty() {
+        let x = point(earlier.len() - 1, 0.0).0.round() as u32;
+        for y in (pad..h - pad).filter(|y| y % 6 < 3) {
+            img.put_pixel(x, y, axis);
+        }
+        let label = "FINE-TUNING";
+        let lw = text_width(label, 2);
+        let lx = if x + 4 + lw <= w { x + 4 } else { x.saturating_sub(lw + 4) };
+        text(&mut img, lx, pad + 4, label, 2, axis);
     }
     text(&mut img, pad, 10, "ACCURACY 0-100%", 2, INK);
     text(&mut img, w - pad - text_width("EPOCH", 2), h - 22, "EPOCH", 2, INK);

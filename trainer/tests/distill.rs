@@ -61,6 +61,11 @@ fn a_student_learns_the_classes_from_the_teacher_alone() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(student.join("manifest.json")).unwrap()).unwrap();
     let reproduce = m["info"]["reproduce"].as_str().unwrap_or_default();
     assert!(reproduce.contains(&format!("--teacher {teacher_arg} --distill-weight 1")), "{reproduce}");
+    // How the teacher was made comes first: without it the student cannot be made again.
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(teacher.join("manifest.json")).unwrap()).unwrap();
+    let teacher_steps = t["info"]["reproduce"].as_str().unwrap();
+    assert!(teacher_steps.contains(" train ") && !teacher_steps.contains("--teacher"), "{teacher_steps}");
+    assert!(reproduce.starts_with(&format!("{teacher_steps} && ")), "{reproduce}");
 
     // A teacher with other outputs than the run's labels is refused, naming it.
     let wrong = tmp.0.join("wrong-teacher");

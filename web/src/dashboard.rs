@@ -251,10 +251,14 @@ fn learning_curves(manifest: &Loaded) -> Html {
         return h;
     }
     let Some(Ok(m)) = manifest else { return html! {} };
-    let history = m["info"]["history"].as_array().cloned().unwrap_or_default();
-    if history.is_empty() {
+    // A fine-tuned model also carries the epochs of the model it started from (`init_history`):
+    // drawn first, with a line where fine-tuning began.
+    let earlier = m["info"]["init_history"].as_array().cloned().unwrap_or_default();
+    let own = m["info"]["history"].as_array().cloned().unwrap_or_default();
+    if own.is_empty() {
         return html! {};
     }
+    let history: Vec<Value> = earlier.iter().chain(&own).cloned().collect();
     let series = |key: &str| -> Vec<f64> { history.iter().map(|e| e[key].as_f64().unwrap_or(f64::NAN)).collect() };
     let (train_acc, val_acc, loss) = (series("train_accuracy"), series("val_accuracy"), series("train_loss"));
     let n = history.len();
@@ -276,7 +280,7 @@ fn learning_curves(manifest: &Loaded) -> Html {
     };
     let max_loss = loss.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
     html! {
-        <section class="card" id="curves">
+        <section class="card" id="curves" data-epochs={n.to_string()} data-earlier={earlier.len().to_string()}>
             <h2>{ title }</h2>
             <svg class="curves" viewBox={format!("0 0 {w} {h}")} role="img" aria-label="Accuracy and loss per epoch">
                 <line x1={pad.to_string()} y1={(h - pad).to_string()} x2={(w - pad).to_string()} y2={(h - pad).to_string()} class="axis" />
@@ -284,6 +288,13 @@ fn learning_curves(manifest: &Loaded) -> Html {
                 <polyline class="train" points={line(&train_acc, 0.0, 1.0)} />
                 <polyline class="val" points={line(&val_acc, 0.0, 1.0)} />
                 <polyline class="loss" points={line(&loss, 0.0, max_loss)} />
+                if !earlier.is_empty() {
+                    <line class="boundary" x1={format!("{:.1}", x(earlier.len() - 1))} y1={pad.to_string()}
+                        x2={format!("{:.1}", x(earlier.len() - 1))} y2={(h - pad).to_string()} />
+                    <text class="boundary" x={format!("{:.1}", x(earlier.len() - 1) - 4.0)} y={(pad + 12.0).to_string()} text-anchor="end">
+                        { format!("fine-tuning from epoch {}", earlier.len()) }
+                    </text>
+                }
                 <text x={pad.to_string()} y="20">{ "accuracy 0–100% (loss scaled)" }</text>
                 <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ format!("epoch 1–{n}") }</text>
             </svg>
