@@ -272,7 +272,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     let lineage = lineage(cfg, &checkpoints, !resume)?;
     let trained = train(&tr, &val, labels.len(), cfg, Some(&checkpoints), resume, false)?;
     let reproduce = lineage.reproduce.clone() + &reproduce_command(&dataset.root, cfg, out);
-    crate::plots::curves_png(&out.join("learning_curves.png"), &lineage.earlier_epochs(), &trained.history)?;
+    crate::plots::curves_png(&out.join("learning_curves.png"), &lineage.init_history, &trained.history)?;
     write_model(out, &trained.net, cfg, &labels, &trained.history, &lineage.init_history, &dataset, tr.len(), reproduce)
 }
 
@@ -286,14 +286,7 @@ struct Lineage {
     /// The `reproduce` commands of the models the run builds on, each followed by ` && `.
     reproduce: String,
     /// The `--init` model's history, epoch by epoch (empty without one).
-    init_history: Vec<serde_json::Value>,
-}
-
-impl Lineage {
-    /// The `--init` model's epochs, for the learning curves.
-    fn earlier_epochs(&self) -> Vec<crate::train::EpochStats> {
-        self.init_history.iter().filter_map(|e| serde_json::from_value(e.clone()).ok()).collect()
-    }
+    init_history: Vec<crate::train::EpochStats>,
 }
 
 /// The run's [`Lineage`]: `fresh` reads it from the model folders (a new run); otherwise the one
@@ -316,7 +309,7 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
         }
     }
     if let Some(m) = cfg.init.as_deref().and_then(manifest) {
-        lineage.init_history = m["info"]["history"].as_array().cloned().unwrap_or_default();
+        lineage.init_history = serde_json::from_value(m["info"]["history"].clone()).unwrap_or_default();
     }
     std::fs::create_dir_all(checkpoints)?;
     std::fs::write(&kept, serde_json::to_vec_pretty(&lineage)?)
@@ -397,7 +390,7 @@ pub fn write_model(
     cfg: &TrainConfig,
     labels: &[Emotion],
     history: &[crate::train::EpochStats],
-    init_history: &[serde_json::Value],
+    init_history: &[crate::train::EpochStats],
     dataset: &Dataset,
     train_images: usize,
     reproduce: String,
@@ -481,7 +474,7 @@ pub fn write_model(
     if !init_history.is_empty() {
         // The epochs of the model this one was fine-tuned from (`train_config.init`), so its
         // learning curves can be read whole.
-        info.insert("init_history".into(), init_history.to_vec().into());
+        info.insert("init_history".into(), serde_json::to_value(init_history)?);
     }
     let mut crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     // Keep a crop margin already tuned for this folder (`crop-check --tune`).
@@ -537,7 +530,7 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     let run_dir = checkpoints.parent().unwrap_or(checkpoints);
     let lineage = lineage(&cfg, checkpoints, false)?;
     let png = run_dir.join("learning_curves.png");
-    crate::plots::curves_png(&png, &lineage.earlier_epochs(), &history)?;
+    crate::plots::curves_png(&png, &lineage.init_history, &history)?;
     eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
         "{}{} && cargo run -p mien-trainer -- export --data {} --checkpoints {} --out {}",
