@@ -302,6 +302,10 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
         serde_json::from_slice(&std::fs::read(Path::new(dir).join("manifest.json")).ok()?).ok()
     };
     let mut lineage = Lineage::default();
+    if cfg.init.is_none() && cfg.distill.is_none() {
+        // A run from random weights builds on nothing: no file to keep.
+        return Ok(lineage);
+    }
     for dir in cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher)) {
         if let Some(steps) = manifest(dir).as_ref().and_then(|m| m["info"]["reproduce"].as_str().map(str::to_owned)) {
             lineage.reproduce += &steps;
