@@ -206,6 +206,12 @@ impl Harness {
         log.own.len() + log.foreign.len()
     }
 
+    /// Own-origin requests from the `n`-th on (to say what was fetched when none was expected).
+    pub fn own_requests_since(&self, n: usize) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.own.iter().skip(n).map(|r| format!("{} {} ({})", r.method, r.target, r.status)).collect()
+    }
+
     /// Asserts that the page requested nothing but the app's own files, all found.
     pub fn assert_private(&self) {
         let log = self.log.lock().unwrap();
