@@ -157,18 +157,20 @@ impl ExpressionClassifier {
                 ),
             });
         }
-        Ok(ExpressionClassifier { net, manifest, device: device.clone() })
+        Ok(ExpressionClassifier { net: net.fold_batch_norm(), manifest, device: device.clone() })
     }
 
-    /// Wraps an in-memory network (the trainer's).
+    /// Wraps an in-memory network (the trainer's), folded for inference as [`Self::load`] does.
     pub fn from_net(net: ExpressionNet, manifest: ModelManifest, device: &Device) -> Self {
-        ExpressionClassifier { net, manifest, device: device.clone() }
+        ExpressionClassifier { net: net.fold_batch_norm(), manifest, device: device.clone() }
     }
 
     pub fn manifest(&self) -> &ModelManifest {
         &self.manifest
     }
 
+    /// The network as it runs here: batch norms folded into the convolutions, so for inference
+    /// only (fine-tuning starts from the weights file instead: `mien-trainer train --init`).
     pub fn net(&self) -> &ExpressionNet {
         &self.net
     }

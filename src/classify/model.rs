@@ -11,6 +11,7 @@
 //!   and a sixth block at 6×6 adds capacity where it costs least (`mien-trainer bench-detect
 //!   --widths 1` times both layouts).
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
@@ -38,7 +39,8 @@ pub const LAYOUTS: std::ops::RangeInclusive<u32> = 1..=2;
 #[derive(Module, Debug)]
 pub struct ConvBn {
     conv: Conv2d,
-    bn: BatchNorm,
+    /// `None` once folded into `conv` for inference ([`ExpressionNet::fold_batch_norm`]).
+    bn: Option<BatchNorm>,
     relu: Relu,
 }
 
@@ -51,13 +53,37 @@ impl ConvBn {
                 .with_groups(groups)
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(output).init(device),
+            bn: Some(BatchNormConfig::new(output).init(device)),
             relu: Relu::new(),
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.relu.forward(self.bn.forward(self.conv.forward(x)))
+        let x = self.conv.forward(x);
+        let x = match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        };
+        self.relu.forward(x)
+    }
+
+    /// Inference-time batch norm is a per-channel affine map, `y = s·x + t` with
+    /// `s = γ / √(var + ε)` and `t = β − s·mean`; scaling the conv's output filters by `s` and
+    /// giving it the bias `t` computes the same thing in one op instead of several.
+    fn fold_batch_norm(self) -> Self {
+        let ConvBn { mut conv, bn, relu } = self;
+        let Some(bn) = bn else { return ConvBn { conv, bn: None, relu } };
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let [out, ..] = conv.weight.dims();
+        let weight = conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]);
+        let bias = match &conv.bias {
+            Some(b) => b.val() * scale + shift,
+            None => shift,
+        };
+        conv.weight = Param::from_tensor(weight);
+        conv.bias = Some(Param::from_tensor(bias));
+        ConvBn { conv, bn: None, relu }
     }
 }
 
@@ -83,6 +109,10 @@ impl SeparableBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pointwise.forward(self.depthwise.forward(x))
+    }
+
+    fn fold_batch_norm(self) -> Self {
+        SeparableBlock { depthwise: self.depthwise.fold_batch_norm(), pointwise: self.pointwise.fold_batch_norm() }
     }
 }
 
@@ -145,6 +175,29 @@ impl ExpressionNet {
         let features = self.head.weight.dims()[0];
         self.head = LinearConfig::new(features, num_classes).init(device);
         self
+    }
+
+    /// The same function with every batch norm folded into the conv before it: about a third
+    /// fewer tensor ops per face, for inference only (a folded network has no batch statistics
+    /// left to train). Outputs equal the unfolded network's up to float rounding.
+    pub fn fold_batch_norm(self) -> Self {
+        let block = |b: Option<SeparableBlock>| b.map(SeparableBlock::fold_batch_norm);
+        ExpressionNet {
+            stem1: self.stem1.fold_batch_norm(),
+            stem2: self.stem2.map(ConvBn::fold_batch_norm),
+            down: block(self.down),
+            block1: self.block1.fold_batch_norm(),
+            pool1: self.pool1,
+            block2: self.block2.fold_batch_norm(),
+            block3: self.block3.fold_batch_norm(),
+            pool2: self.pool2,
+            block4: self.block4.fold_batch_norm(),
+            block5: self.block5.fold_batch_norm(),
+            block6: block(self.block6),
+            gap: self.gap,
+            dropout: self.dropout,
+            head: self.head,
+        }
     }
 
     /// `[N, 1, 48, 48]` normalised gray crops → class probabilities `[N, classes]`. With

@@ -72,6 +72,16 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
         times[0],
         times[(times.len() * 9 / 10).min(times.len() - 1)]
     );
+    // The crop on its own (the part of the step that is not the network).
+    let mut crop_times: Vec<f64> = (0..runs.max(30))
+        .map(|_| {
+            let t = Instant::now();
+            let _ = mien::pipeline::crops_for(&classifier, &frame, &faces[..1]);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    crop_times.sort_by(f64::total_cmp);
+    println!("  of which the crop: median {:7.2} ms  min {:7.2} ms", crop_times[crop_times.len() / 2], crop_times[0]);
     for &width in widths {
         for layout in mien::classify::LAYOUTS {
             time_width(width, layout, runs.max(30))?;
@@ -82,32 +92,41 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
 
 /// The network alone at another width and layout (random weights; one face and its mirror image, as the
 /// app runs it): what a wider model would cost per face before any training, since the time
-/// does not depend on the weights' values.
+/// does not depend on the weights' values. Timed as trained and with its batch norms folded into
+/// the convolutions, as the app runs it: the difference is what folding saves.
 fn time_width(width: f64, layout: u32, runs: usize) -> Result<()> {
     use mien::burn::prelude::*;
     let device = Device::flex();
     let net = mien::classify::ExpressionNetConfig::new(7).with_width(width).with_layout(layout).init(&device);
+    let params = mien::burn::module::Module::num_params(&net);
     let x = Tensor::<4>::random([1, 1, 48, 48], mien::burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let once = || {
-        let p = net.probabilities(x.clone(), true);
-        p.into_data().convert::<f32>().try_into_vec::<f32>().map(|v| v.len()).unwrap_or(0)
-    };
-    for _ in 0..3 {
-        once();
-    }
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
+    let time = |net: &mien::classify::ExpressionNet| {
+        let once = || {
+            let p = net.probabilities(x.clone(), true);
+            p.into_data().convert::<f32>().try_into_vec::<f32>().map(|v| v.len()).unwrap_or(0)
+        };
+        for _ in 0..3 {
             once();
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
+        }
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                once();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        (times[times.len() / 2], times[0])
+    };
+    // Interleaved, so that both see the same machine load.
+    let (plain, _) = time(&net);
+    let folded_net = net.clone().fold_batch_norm();
+    let (folded, folded_min) = time(&folded_net);
+    let (plain2, plain_min) = time(&net);
     println!(
-        "network alone, layout {layout}, width {width}: {} parameters, median {:7.2} ms  min {:7.2} ms (one face + mirror image)",
-        mien::burn::module::Module::num_params(&net),
-        times[times.len() / 2],
-        times[0]
+        "network alone, layout {layout}, width {width}: {params} parameters, median {:7.2} ms  min {:7.2} ms \
+         with batch norm folded; {:7.2} / {:7.2} ms  min {:7.2} ms as trained (one face + mirror image)",
+        folded, folded_min, plain, plain2, plain_min
     );
     Ok(())
 }

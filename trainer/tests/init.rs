@@ -1,5 +1,7 @@
 //! Fine-tuning (`cv --init assets/model`, `train --init`) starts from the model the app ships, whose
 //! weights are stored compact (f16 + int8): the trainer must read them exactly as the app does.
+//! The app's network runs with its batch norms folded into the convolutions; the trainer's keeps
+//! them (it trains them), so the first test also holds folding to the same outputs within 1e-5.
 
 use mien::burn::prelude::*;
 use mien_trainer::commands::{load_classifier, shipped_model_dir};

@@ -154,7 +154,12 @@ fn setup() -> Result {
         ]))?;
     }
     if !output_of("trunk", &["--version"]).is_some_and(|v| v.contains(TRUNK_VERSION)) {
-        run(cmd("cargo").args(["install", "--locked", "--root", &root_arg, "trunk", "--version", TRUNK_VERSION]))?;
+        // trunk's own release profile is fat LTO in one codegen unit: a dev server built that way
+        // took 10 of a cold CI run's 67 minutes. Plain optimised codegen is fast enough to serve files.
+        run(cmd("cargo")
+            .args(["install", "--locked", "--root", &root_arg, "trunk", "--version", TRUNK_VERSION])
+            .env("CARGO_PROFILE_RELEASE_LTO", "off")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"))?;
     }
     if !output_of("wasm-opt", &["--version"]).is_some_and(|v| v.contains(&format!("version {BINARYEN_VERSION}"))) {
         let node = tools.join("node");
