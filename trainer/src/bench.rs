@@ -33,14 +33,9 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
         for _ in 0..3 {
             faces = det.detect(&frame)?.len();
         }
-        let mut times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                let _ = det.detect(&frame);
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
+        let times = timings(runs, || {
+            let _ = det.detect(&frame);
+        });
         println!(
             "min face {min_face:>3}: median {:7.1} ms  min {:7.1} ms  p90 {:7.1} ms  ({faces} face)",
             times[times.len() / 2],
@@ -57,14 +52,9 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
     for _ in 0..3 {
         pollster::block_on(classify())?;
     }
-    let mut times: Vec<f64> = (0..runs.max(30))
-        .map(|_| {
-            let t = Instant::now();
-            let _ = pollster::block_on(classify());
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
+    let times = timings(runs.max(30), || {
+        let _ = pollster::block_on(classify());
+    });
     println!(
         "classify one face (crop + network{}): median {:7.2} ms  min {:7.2} ms  p90 {:7.2} ms",
         if classifier.manifest().flip_average { ", with its mirror image" } else { "" },
@@ -73,14 +63,9 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
         times[(times.len() * 9 / 10).min(times.len() - 1)]
     );
     // The crop on its own (the part of the step that is not the network).
-    let mut crop_times: Vec<f64> = (0..runs.max(30))
-        .map(|_| {
-            let t = Instant::now();
-            let _ = mien::pipeline::crops_for(&classifier, &frame, &faces[..1]);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    crop_times.sort_by(f64::total_cmp);
+    let crop_times = timings(runs.max(30), || {
+        let _ = mien::pipeline::crops_for(&classifier, &frame, &faces[..1]);
+    });
     println!("  of which the crop: median {:7.2} ms  min {:7.2} ms", crop_times[crop_times.len() / 2], crop_times[0]);
     for &width in widths {
         for layout in mien::classify::LAYOUTS {
@@ -88,6 +73,20 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wall time of `runs` calls of `f`, in milliseconds, sorted (so `[0]` is the minimum and
+/// `[len / 2]` the median). `runs` must be at least 1.
+fn timings(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
 }
 
 /// The network alone at another width and layout (random weights; one face and its mirror image, as the
@@ -108,14 +107,9 @@ fn time_width(width: f64, layout: u32, runs: usize) -> Result<()> {
         for _ in 0..3 {
             once();
         }
-        let mut times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                once();
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
+        let times = timings(runs, || {
+            once();
+        });
         (times[times.len() / 2], times[0])
     };
     // Interleaved, so that both see the same machine load.

@@ -252,10 +252,21 @@ fn bench(args: &[String]) -> Result {
     setup()?;
     let runs =
         args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "30".into());
-    run(cmd("cargo").args(["run", "-p", "mien-trainer", "--", "bench-detect", "--runs", &runs]))?;
+    run(Command::new(trainer_binary()?).current_dir(root()).args(["bench-detect", "--runs", &runs]))?;
     build_web(false)?;
     download_sizes()?;
     run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))
+}
+
+/// The trainer binary of the test build (dev profile), built by the same cargo command as the
+/// native tests: `cargo run -p mien-trainer` or `cargo build -p mien-trainer` select fewer
+/// packages, so cargo unifies the shared crates' features differently and builds all of burn a
+/// second time (46 minutes on this machine) for a binary that times or trains no differently.
+fn trainer_binary() -> Result<PathBuf> {
+    run(cmd("cargo").args(["test", "--workspace", "--exclude", "mien-web", "--no-run"]))?;
+    let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = if target.is_relative() { root().join(target) } else { target };
+    Ok(target.join("debug").join(if cfg!(windows) { "mien-trainer.exe" } else { "mien-trainer" }))
 }
 
 /// The most the device tool carries in one call (working tree included).
@@ -279,11 +290,9 @@ fn gpu_bundle(args: &[String]) -> Result {
     }
     let bundle = root().join(".device");
     std::fs::create_dir_all(bundle.join("debs")).map_err(|e| format!("cannot create {}: {e}", bundle.display()))?;
-    run(cmd("cargo").args(["build", "-p", "mien-trainer"]))?;
-    let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let trainer = trainer_binary()?;
     let binary = bundle.join("mien-trainer");
-    std::fs::copy(target.join("debug/mien-trainer"), &binary)
-        .map_err(|e| format!("copying {}: {e}", target.join("debug/mien-trainer").display()))?;
+    std::fs::copy(&trainer, &binary).map_err(|e| format!("copying {}: {e}", trainer.display()))?;
     run(cmd("strip").arg(&binary))?;
     // 72 MB stripped, 12 MB as xz: the difference between fitting the call's limit or not.
     run(cmd("xz").args(["-9", "-T0", "-f"]).arg(&binary))?;
