@@ -213,7 +213,7 @@ fn test() -> Result {
     setup()?;
     let t = Instant::now();
     run(cmd("cargo").args(["fmt", "--all", "--check"]))?;
-    run(cmd("cargo").args(["test", "--workspace", "--exclude", "mien-web"]))?;
+    run(cmd("cargo").arg("test").args(NATIVE_PACKAGES))?;
     eprintln!("xtask: native tests took {:.0} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     build_web(false)?;
@@ -224,6 +224,11 @@ fn test() -> Result {
     Ok(())
 }
 
+/// The packages every native cargo command of xtask builds (the web crate is wasm only). One list,
+/// because cargo unifies features over the selected packages: a command that selects others builds
+/// all of burn again.
+const NATIVE_PACKAGES: [&str; 3] = ["--workspace", "--exclude", "mien-web"];
+
 /// `cargo test` of one browser test target against `dist/`: ignored tests included, one at a time
 /// (two browsers sharing 2 cores would time and starve each other). Same package selection as the
 /// native run, and `--bins` too: without the trainer's binary (clap) in the build, cargo hashes
@@ -231,20 +236,11 @@ fn test() -> Result {
 /// a cold CI run); the binaries have no ignored tests, so nothing more runs.
 fn browser_tests(target: &str, extra: &[&str]) -> Command {
     let mut c = cmd("cargo");
-    c.args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "mien-web",
-        "--bins",
-        "--test",
-        target,
-        "--",
-        "--ignored",
-        "--test-threads=1",
-    ])
-    .args(extra)
-    .env("MIEN_DIST", root().join("dist"));
+    c.arg("test")
+        .args(NATIVE_PACKAGES)
+        .args(["--bins", "--test", target, "--", "--ignored", "--test-threads=1"])
+        .args(extra)
+        .env("MIEN_DIST", root().join("dist"));
     c
 }
 
@@ -263,7 +259,7 @@ fn bench(args: &[String]) -> Result {
 /// packages, so cargo unifies the shared crates' features differently and builds all of burn a
 /// second time (46 minutes on this machine) for a binary that times or trains no differently.
 fn trainer_binary() -> Result<PathBuf> {
-    run(cmd("cargo").args(["test", "--workspace", "--exclude", "mien-web", "--no-run"]))?;
+    run(cmd("cargo").arg("test").args(NATIVE_PACKAGES).arg("--no-run"))?;
     let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
     let target = if target.is_relative() { root().join(target) } else { target };
     Ok(target.join("debug").join(if cfg!(windows) { "mien-trainer.exe" } else { "mien-trainer" }))
