@@ -200,12 +200,6 @@ impl Harness {
         path
     }
 
-    /// Requests seen so far (own and foreign).
-    pub fn request_count(&self) -> usize {
-        let log = self.log.lock().unwrap();
-        log.own.len() + log.foreign.len()
-    }
-
     /// Own-origin requests from the `n`-th on (to say what was fetched when none was expected).
     pub fn own_requests_since(&self, n: usize) -> Vec<String> {
         let log = self.log.lock().unwrap();

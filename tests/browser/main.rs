@@ -243,7 +243,7 @@ async fn live_camera_finds_and_classifies_a_smiling_face() {
     let sw =
         h.eval_async("navigator.serviceWorker ? navigator.serviceWorker.ready.then(() => 'active') : 'none'").await;
     eprintln!("service worker: {sw}");
-    let requests_before = h.request_count();
+    let foreign_before = h.log.lock().unwrap().foreign.len();
     let own_before = h.log.lock().unwrap().own.len();
     // Ten seconds of live classification.
     tokio::time::sleep(std::time::Duration::from_secs(10)).await;
@@ -255,12 +255,17 @@ async fn live_camera_finds_and_classifies_a_smiling_face() {
     assert!(fps > 0.5, "the live loop stalled: {s}");
     assert_eq!(h.eval("document.querySelectorAll('.stage svg g.face').length").await, 1);
     h.screenshot("live-cpu").await;
-    assert_eq!(
-        h.request_count(),
-        requests_before,
-        "the page fetched something while streaming: {:?}",
-        h.own_requests_since(own_before)
-    );
+    // Streaming fetches nothing. The one request tolerated is the browser's own update check of
+    // the service worker (a GET of `/sw.js`): Chromium schedules it by itself after a script of
+    // the page loads through the worker and runs it when it likes (CI once saw it inside these ten
+    // seconds); it is a fixed URL with no body, so it carries nothing of the camera's frames.
+    assert_eq!(h.log.lock().unwrap().foreign.len(), foreign_before, "the page contacted other hosts while streaming");
+    let fetched: Vec<String> = h
+        .own_requests_since(own_before)
+        .into_iter()
+        .filter(|r| !(r.starts_with("GET ") && r.contains("/sw.js ")))
+        .collect();
+    assert!(fetched.is_empty(), "the page fetched something while streaming: {fetched:?}");
     // The camera goes away mid-stream (unplugged): a message and a way to restart.
     h.eval("(() => { document.querySelector('.stage video').srcObject.getVideoTracks()[0].dispatchEvent(new Event('ended')); return true; })()").await;
     h.wait_for("#camera-state[data-state='failed']", 10).await;
