@@ -187,8 +187,16 @@ struct Taps {
     weight: f32,
 }
 
-/// The luma of the frame's pixels inside a rectangle, read bilinearly as if it were the frame.
-struct GrayWindow {
+/// Windows whose pixels are at most this many get their luma computed once (16 MB of f32);
+/// larger ones, which only huge photos have, read the frame directly rather than double its
+/// memory.
+const CACHED_LUMA_PIXELS: i64 = 1 << 22;
+
+/// The frame's luma inside a rectangle, read bilinearly as if it were the frame: from a cache of
+/// the rectangle's luma, or, for a rectangle too large to copy (then the whole frame), from the
+/// frame's pixels.
+struct GrayWindow<'a> {
+    frame: &'a Frame,
     frame_width: i64,
     frame_height: i64,
     /// The rectangle, in frame pixels: columns `x0..=x1`, rows `y0..=y1`.
@@ -196,27 +204,33 @@ struct GrayWindow {
     y0: i64,
     x1: i64,
     y1: i64,
-    luma: Vec<f32>,
+    luma: Option<Vec<f32>>,
 }
 
-impl GrayWindow {
+impl<'a> GrayWindow<'a> {
     /// The pixels a crop of `geometry` can read: the window's bounding box with a two-pixel
-    /// border (for bilinear neighbours and rounding), clipped to the frame; the whole frame when
-    /// the geometry is not finite (a NaN sample reads the corner pixel).
-    fn under(frame: &Frame, geometry: &CropGeometry, size: u32) -> GrayWindow {
+    /// border (for bilinear neighbours and rounding), clipped to the frame; the whole frame,
+    /// uncached, when the geometry is not finite (a NaN sample reads the corner pixel, an infinite
+    /// one an edge) or the box too large.
+    fn under(frame: &'a Frame, geometry: &CropGeometry, size: u32) -> GrayWindow<'a> {
         let (w, h) = (frame.width() as i64, frame.height() as i64);
         let corners = [(0.0, 0.0), (size as f32, 0.0), (0.0, size as f32), (size as f32, size as f32)]
             .map(|(u, v)| geometry.to_frame(u, v, size));
-        let (mut x0, mut y0, mut x1, mut y1) = (0, 0, w - 1, h - 1);
-        if corners.iter().flatten().all(|c| c.is_finite()) {
-            let lo = |axis: usize| corners.iter().map(|c| c[axis]).fold(f32::INFINITY, f32::min);
-            let hi = |axis: usize| corners.iter().map(|c| c[axis]).fold(f32::NEG_INFINITY, f32::max);
-            // Clamped in f32 first, so a window far outside the frame casts without overflow.
-            let clip = |value: f32, limit: i64| value.clamp(-4.0, limit as f32 + 4.0) as i64;
-            x0 = (clip(lo(0).floor(), w) - 2).clamp(0, w - 1);
-            y0 = (clip(lo(1).floor(), h) - 2).clamp(0, h - 1);
-            x1 = (clip(hi(0).ceil(), w) + 2).clamp(x0, w - 1);
-            y1 = (clip(hi(1).ceil(), h) + 2).clamp(y0, h - 1);
+        let whole =
+            GrayWindow { frame, frame_width: w, frame_height: h, x0: 0, y0: 0, x1: w - 1, y1: h - 1, luma: None };
+        if !corners.iter().flatten().all(|c| c.is_finite()) {
+            return whole;
+        }
+        let lo = |axis: usize| corners.iter().map(|c| c[axis]).fold(f32::INFINITY, f32::min);
+        let hi = |axis: usize| corners.iter().map(|c| c[axis]).fold(f32::NEG_INFINITY, f32::max);
+        // Clamped in f32 first, so a window far outside the frame casts without overflow.
+        let clip = |value: f32, limit: i64| value.clamp(-4.0, limit as f32 + 4.0) as i64;
+        let x0 = (clip(lo(0).floor(), w) - 2).clamp(0, w - 1);
+        let y0 = (clip(lo(1).floor(), h) - 2).clamp(0, h - 1);
+        let x1 = (clip(hi(0).ceil(), w) + 2).clamp(x0, w - 1);
+        let y1 = (clip(hi(1).ceil(), h) + 2).clamp(y0, h - 1);
+        if (x1 - x0 + 1) * (y1 - y0 + 1) > CACHED_LUMA_PIXELS {
+            return whole;
         }
         let mut luma = Vec::with_capacity(((x1 - x0 + 1) * (y1 - y0 + 1)) as usize);
         for y in y0..=y1 {
@@ -224,7 +238,7 @@ impl GrayWindow {
                 luma.push(self::luma(frame.pixel(x as u32, y as u32)));
             }
         }
-        GrayWindow { frame_width: w, frame_height: h, x0, y0, x1, y1, luma }
+        GrayWindow { luma: Some(luma), x0, y0, x1, y1, ..whole }
     }
 
     fn stride(&self) -> usize {
@@ -254,7 +268,14 @@ impl GrayWindow {
     /// The bilinear luma between two columns and two rows.
     #[inline]
     fn blend(&self, x: Taps, y: Taps) -> f32 {
-        let at = |row: usize, col: usize| self.luma[row + col];
+        let rgb = self.frame.rgb();
+        let at = |row: usize, col: usize| match &self.luma {
+            Some(luma) => luma[row + col],
+            None => {
+                let i = (row + col) * 3;
+                luma([rgb[i], rgb[i + 1], rgb[i + 2]])
+            }
+        };
         let top = at(y.near, x.near) * (1.0 - x.weight) + at(y.near, x.far) * x.weight;
         let bottom = at(y.far, x.near) * (1.0 - x.weight) + at(y.far, x.far) * x.weight;
         top * (1.0 - y.weight) + bottom * y.weight
