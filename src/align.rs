@@ -158,24 +158,50 @@ pub fn crop_with(frame: &Frame, geometry: &CropGeometry, size: u32) -> FaceCrop 
     } else {
         (Vec::new(), Vec::new())
     };
-    let mut pixels = Vec::with_capacity((size * size) as usize);
-    for v in 0..size as usize {
-        for u in 0..size as usize {
+    let taps = |k: usize, l: usize| {
+        if upright {
+            (cols[k], rows[l])
+        } else {
+            let (x, y) = (col_x[k] - row_x[l], col_y[k] + row_y[l]);
+            (gray.taps_x(x - 0.5), gray.taps_y(y - 0.5))
+        }
+    };
+    // One loop per source of luma, so that the choice is not made again for every read.
+    let pixels = match &gray.luma {
+        Some(cache) => average(size as usize, sub, |i| cache[i], taps),
+        None => {
+            let rgb = frame.rgb();
+            average(size as usize, sub, |i| luma([rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]]), taps)
+        }
+    };
+    FaceCrop { size, pixels }
+}
+
+/// The crop's pixels: the mean of each output pixel's `sub × sub` bilinear samples, with
+/// `taps(k, l)` the neighbours of sample column `k` and row `l` and `read` the luma at an index.
+fn average(
+    size: usize,
+    sub: usize,
+    read: impl Fn(usize) -> f32,
+    taps: impl Fn(usize, usize) -> (Taps, Taps),
+) -> Vec<u8> {
+    let mut pixels = Vec::with_capacity(size * size);
+    for v in 0..size {
+        for u in 0..size {
             let mut acc = 0f32;
             for l in v * sub..(v + 1) * sub {
                 for k in u * sub..(u + 1) * sub {
-                    acc += if upright {
-                        gray.blend(cols[k], rows[l])
-                    } else {
-                        let (x, y) = (col_x[k] - row_x[l], col_y[k] + row_y[l]);
-                        gray.blend(gray.taps_x(x - 0.5), gray.taps_y(y - 0.5))
-                    };
+                    let (x, y) = taps(k, l);
+                    let at = |row: usize, col: usize| read(row + col);
+                    let top = at(y.near, x.near) * (1.0 - x.weight) + at(y.near, x.far) * x.weight;
+                    let bottom = at(y.far, x.near) * (1.0 - x.weight) + at(y.far, x.far) * x.weight;
+                    acc += top * (1.0 - y.weight) + bottom * y.weight;
                 }
             }
             pixels.push((acc / (sub * sub) as f32).round().clamp(0.0, 255.0) as u8);
         }
     }
-    FaceCrop { size, pixels }
+    pixels
 }
 
 /// The two neighbours (indices into a [`GrayWindow`] row or column) of a sample position along
@@ -195,8 +221,7 @@ const CACHED_LUMA_PIXELS: i64 = 1 << 22;
 /// The frame's luma inside a rectangle, read bilinearly as if it were the frame: from a cache of
 /// the rectangle's luma, or, for a rectangle too large to copy (then the whole frame), from the
 /// frame's pixels.
-struct GrayWindow<'a> {
-    frame: &'a Frame,
+struct GrayWindow {
     frame_width: i64,
     frame_height: i64,
     /// The rectangle, in frame pixels: columns `x0..=x1`, rows `y0..=y1`.
@@ -207,17 +232,16 @@ struct GrayWindow<'a> {
     luma: Option<Vec<f32>>,
 }
 
-impl<'a> GrayWindow<'a> {
+impl GrayWindow {
     /// The pixels a crop of `geometry` can read: the window's bounding box with a two-pixel
     /// border (for bilinear neighbours and rounding), clipped to the frame; the whole frame,
     /// uncached, when the geometry is not finite (a NaN sample reads the corner pixel, an infinite
     /// one an edge) or the box too large.
-    fn under(frame: &'a Frame, geometry: &CropGeometry, size: u32) -> GrayWindow<'a> {
+    fn under(frame: &Frame, geometry: &CropGeometry, size: u32) -> GrayWindow {
         let (w, h) = (frame.width() as i64, frame.height() as i64);
         let corners = [(0.0, 0.0), (size as f32, 0.0), (0.0, size as f32), (size as f32, size as f32)]
             .map(|(u, v)| geometry.to_frame(u, v, size));
-        let whole =
-            GrayWindow { frame, frame_width: w, frame_height: h, x0: 0, y0: 0, x1: w - 1, y1: h - 1, luma: None };
+        let whole = GrayWindow { frame_width: w, frame_height: h, x0: 0, y0: 0, x1: w - 1, y1: h - 1, luma: None };
         if !corners.iter().flatten().all(|c| c.is_finite()) {
             return whole;
         }
@@ -263,22 +287,6 @@ impl<'a> GrayWindow<'a> {
         let floor = p.floor();
         let index = |i: i64| (i.clamp(0, limit - 1).clamp(lo, hi) - lo) as usize * step;
         Taps { near: index(floor as i64), far: index(floor as i64 + 1), weight: p - floor }
-    }
-
-    /// The bilinear luma between two columns and two rows.
-    #[inline]
-    fn blend(&self, x: Taps, y: Taps) -> f32 {
-        let rgb = self.frame.rgb();
-        let at = |row: usize, col: usize| match &self.luma {
-            Some(luma) => luma[row + col],
-            None => {
-                let i = (row + col) * 3;
-                luma([rgb[i], rgb[i + 1], rgb[i + 2]])
-            }
-        };
-        let top = at(y.near, x.near) * (1.0 - x.weight) + at(y.near, x.far) * x.weight;
-        let bottom = at(y.far, x.near) * (1.0 - x.weight) + at(y.far, x.far) * x.weight;
-        top * (1.0 - y.weight) + bottom * y.weight
     }
 }
 
