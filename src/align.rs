@@ -125,12 +125,12 @@ pub fn crop_face(frame: &Frame, face: &Face, config: &CropConfig) -> FaceCrop {
 /// bilinear neighbours and weights of each column and row.
 pub fn crop_with(frame: &Frame, geometry: &CropGeometry, size: u32) -> FaceCrop {
     let size = size.max(1);
-    let ratio = geometry.side / size as f32;
-    let sub = (ratio.ceil() as u32).clamp(1, 8) as usize;
+    // Frame pixels per crop pixel (as in `to_frame`), and samples per crop pixel along each axis.
+    let scale = geometry.side / size as f32;
+    let sub = (scale.ceil() as u32).clamp(1, 8) as usize;
     let gray = GrayWindow::under(frame, geometry, size);
     // `to_frame(cu, cv)` is `[(cx + cos·dx) − sin·dy, (cy + sin·dx) + cos·dy]` with dx from the
     // sample's column and dy from its row: the bracketed terms per column, the rest per row.
-    let scale = geometry.side / size as f32;
     let half = size as f32 / 2.0;
     let (sin, cos) = geometry.angle.sin_cos();
     let [cx, cy] = geometry.centre;
