@@ -151,7 +151,29 @@ enum Command {
     },
 }
 
+/// Training allocates and frees the same large tensors (activations, gradients) at every step.
+/// glibc's malloc hands blocks above its mmap threshold straight back to the kernel and trims the
+/// heap as soon as its top is free, so each step paid for fresh zeroed pages again: measured on
+/// this 2-core machine, the system time of a training epoch fell from 11 s to 0.6 s and
+/// throughput rose from 105 to 173 images/s when freed memory stays with the process. The
+/// numbers computed are the same; only where the memory comes from changes.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes the allocator's tuning; it is called before any thread starts.
+    // 32 MiB is the largest mmap threshold glibc accepts on 64-bit (a larger one is refused and
+    // would leave the default, 128 KiB, fixed: setting any of these turns off its adaptation).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Cv { .. } | Command::Train { .. } | Command::Tune { .. }) {
         match compute::select(cli.device) {
