@@ -15,9 +15,31 @@ const CORE = [
   './assets/model/classifier.safetensors',
 ];
 
+// Best effort, with retries: on a busy machine a download of megabytes (the wasm, the weights) can
+// fail once; a file that still fails is fetched (and cached) on first use instead, and the console
+// says which one.
+async function addWithRetries(cache, url, tries) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cache.add(url);
+      return;
+    } catch (e) {
+      if (attempt >= tries) {
+        console.warn(`mien: could not keep ${url} for offline use (${e}); it will be cached on first use`);
+        return;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+  }
+}
+
 self.addEventListener('install', (event) => {
-  // Best effort: a file that fails to download is fetched (and cached) on first use instead.
-  event.waitUntil(caches.open(CACHE).then((c) => Promise.all(CORE.map((u) => c.add(u).catch(() => null)))).then(() => self.skipWaiting()));
+  event.waitUntil(
+    caches
+      .open(CACHE)
+      .then((c) => Promise.all(CORE.map((u) => addWithRetries(c, u, 3))))
+      .then(() => self.skipWaiting()),
+  );
 });
 
 self.addEventListener('activate', (event) => {

@@ -141,20 +141,32 @@ async fn photos_on_the_cpu_path_match_native_detection() {
     assert!(astronaut_rows[0].contains(",happiness,"), "{}", astronaut_rows[0]);
     let json = h.eval_async("fetch(document.querySelector('#download-json').href).then(r => r.json())").await;
     assert_eq!(json.as_array().map(|a| a.len()), Some(files.len()), "{json}");
-    // The service worker holds the app's code and weights for instant reloads and offline use.
-    let cached = h
-        .eval_async(
-            "navigator.serviceWorker.ready.then(() => caches.open('mien-v2')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
-        )
-        .await;
-    for file in [
+    // The service worker holds the app's code and weights for instant reloads and offline use. It
+    // fills its cache in the background (with retries), so give it a little time.
+    let wanted = [
         "/mien-web_bg.wasm",
         "/mien-web.js",
         "/worker.js",
         "/assets/model/classifier.safetensors",
         "/assets/mtcnn/onet.safetensors",
-    ] {
-        assert!(cached.as_array().unwrap().iter().any(|u| u == file), "{file} is not in the offline cache: {cached}");
+    ];
+    let mut cached = Value::Null;
+    for _ in 0..60 {
+        cached = h
+            .eval_async(
+                "navigator.serviceWorker.ready.then(() => caches.open('mien-v2')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
+            )
+            .await;
+        let holds = |file: &&str| cached.as_array().is_some_and(|a| a.iter().any(|u| u == *file));
+        if wanted.iter().all(holds) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    for file in wanted {
+        let held = cached.as_array().is_some_and(|a| a.iter().any(|u| u == file));
+        let fetched: Vec<String> = h.own_requests_since(0).into_iter().filter(|r| r.contains(file)).collect();
+        assert!(held, "{file} is not in the offline cache after 30 s: {cached}; the proxy served it as {fetched:?}");
     }
     h.screenshot("photos-cpu").await;
     h.assert_private();
