@@ -128,6 +128,12 @@ pub const COMPACT_MIN_ELEMENTS: usize = 256;
 /// at most 0.0017.
 pub const INT8_MIN_ELEMENTS: usize = 65_536;
 
+/// The expression classifier's threshold: its 1×1 (pointwise) convolutions of 4,096+ weights are
+/// int8 too, its 3×3 and first convolutions f16. Each pointwise output sums 80 to 320 products, so
+/// the rounding averages out as it does in MTCNN's fully connected layers; the width-1.25
+/// network's download shrinks by a fifth (README, "Expression model", for what it costs).
+pub const CLASSIFIER_INT8_MIN_ELEMENTS: usize = 4_096;
+
 fn corrupt(file: &str, reason: impl std::fmt::Display) -> WeightsError {
     WeightsError::Corrupt { file: file.into(), reason: reason.to_string() }
 }
@@ -137,14 +143,15 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// Compacts the f32 weight tensors of a safetensors file for download: tensors of
-/// [`INT8_MIN_ELEMENTS`] or more become int8 with one scale per slice of the first axis (per
+/// `int8_min_elements` or more ([`INT8_MIN_ELEMENTS`] for MTCNN, [`CLASSIFIER_INT8_MIN_ELEMENTS`]
+/// for the expression classifier) become int8 with one scale per slice of the first axis (per
 /// output channel for PyTorch and burn layers: `w ≈ q · scale`, `scale = max|w| / 127`, each
 /// weight off by at most half a step of its own channel); smaller weight tensors become f16;
 /// tensors of rank < 2 or under [`COMPACT_MIN_ELEMENTS`] elements stay as they are.
 ///
 /// The shipped weights are stored this way because f32 weights barely compress and a first visit
 /// downloads them all: it cuts the weight download to about a third. [`dequantize`] undoes it at load.
-pub fn quantize(bytes: &[u8], file: &str) -> Result<Vec<u8>, WeightsError> {
+pub fn quantize(bytes: &[u8], file: &str, int8_min_elements: usize) -> Result<Vec<u8>, WeightsError> {
     use safetensors::{Dtype, SafeTensors};
     check_safetensors(bytes, file)?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(file, e))?;
@@ -164,7 +171,7 @@ pub fn quantize(bytes: &[u8], file: &str) -> Result<Vec<u8>, WeightsError> {
         if let Some(bad) = w.iter().find(|x| !x.is_finite()) {
             return Err(WeightsError::Mismatch { file: file.into(), tensor: name, reason: format!("holds {bad}") });
         }
-        if n < INT8_MIN_ELEMENTS {
+        if n < int8_min_elements {
             let f16: Vec<u8> = w.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
             owned.push((name, Dtype::F16, shape, f16.into()));
             continue;
@@ -184,7 +191,7 @@ pub fn quantize(bytes: &[u8], file: &str) -> Result<Vec<u8>, WeightsError> {
     let mut info = meta.metadata().clone().unwrap_or_default();
     info.insert(
         "mien_quantization".into(),
-        format!("f16, or int8 with one f32 scale per slice of axis 0 in `<name>{SCALE_SUFFIX}` for tensors of {INT8_MIN_ELEMENTS}+ elements"),
+        format!("f16, or int8 with one f32 scale per slice of axis 0 in `<name>{SCALE_SUFFIX}` for tensors of {int8_min_elements}+ elements"),
     );
     write_safetensors(&owned, Some(info), file)
 }

@@ -88,7 +88,7 @@ fn shipped_weights_are_the_quantised_reference_and_stay_within_5e_3_of_golden_ou
         ("rnet", &shipped.rnet, &reference.rnet),
         ("onet", &shipped.onet, &reference.onet),
     ] {
-        let q = mien::weights::quantize(r, file).unwrap();
+        let q = mien::weights::quantize(r, file, mien::weights::INT8_MIN_ELEMENTS).unwrap();
         assert!(
             q == *s,
             "assets/mtcnn/{file}.safetensors is not `mien-trainer quantize` of reference/{file}.safetensors"
@@ -298,7 +298,7 @@ fn damaged_quantised_weight_files_are_named_errors() {
 #[test]
 fn quantise_round_trip_error_is_within_half_an_int8_step() {
     let reference = reference_mtcnn_weights().onet;
-    let quantized = mien::weights::quantize(&reference, "onet").unwrap();
+    let quantized = mien::weights::quantize(&reference, "onet", mien::weights::INT8_MIN_ELEMENTS).unwrap();
     let restored = mien::weights::dequantize(&quantized, "onet").unwrap();
     let (a, b) = (
         safetensors::SafeTensors::deserialize(&reference).unwrap(),

@@ -406,7 +406,10 @@ pub fn write_model(
     let mut store = burn_store::SafetensorsStore::from_bytes(None);
     burn_store::ModuleSnapshot::save_into(net, &mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let f32_bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::train::write_atomic(&weights, &mien::weights::quantize(&f32_bytes, "classifier.safetensors")?)?;
+    crate::train::write_atomic(
+        &weights,
+        &mien::weights::quantize(&f32_bytes, "classifier.safetensors", mien::weights::CLASSIFIER_INT8_MIN_ELEMENTS)?,
+    )?;
     let bytes = std::fs::metadata(&weights)?.len();
     let fer = matches!(dataset.layout, datasets::Layout::Fer2013Csv | datasets::Layout::Fer2013Folders);
     // Images per label in the training split (validation part included), never the test splits.
@@ -460,7 +463,7 @@ pub fn write_model(
         "weights_storage".into(),
         format!(
             "f16, and int8 with one scale per output channel for tensors of {}+ elements (mien::weights::quantize); loaded as f32",
-            mien::weights::INT8_MIN_ELEMENTS
+            mien::weights::CLASSIFIER_INT8_MIN_ELEMENTS
         )
         .into(),
     );
@@ -562,12 +565,14 @@ pub fn model_label(model: &Path) -> String {
     }
 }
 
-/// `mien-trainer quantize`: writes `input`'s weights compacted (f16, and int8 with per-channel
-/// scales for large tensors; see `mien::weights::quantize`), and says how much smaller the file became.
+/// `mien-trainer quantize`: writes `input`'s weights compacted the way the MTCNN files are (f16, and
+/// int8 with per-channel scales for tensors of `mien::weights::INT8_MIN_ELEMENTS`+ elements; see
+/// `mien::weights::quantize`), and says how much smaller the file became. (`export` compacts the
+/// expression classifier itself, with its own threshold.)
 pub fn quantize_file(input: &Path, output: &Path) -> Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let quantized = mien::weights::quantize(&bytes, &name)?;
+    let quantized = mien::weights::quantize(&bytes, &name, mien::weights::INT8_MIN_ELEMENTS)?;
     crate::train::write_atomic(output, &quantized)?;
     println!("{} ({} B) -> {} ({} B, f16 + int8)", input.display(), bytes.len(), output.display(), quantized.len());
     Ok(())
