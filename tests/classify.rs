@@ -44,6 +44,33 @@ fn shipped_model_is_small_and_describes_itself() {
     }
 }
 
+/// The shipped weights are stored as `export` writes them: int8 (with per-channel scales) for the
+/// tensors of `CLASSIFIER_INT8_MIN_ELEMENTS`+ weights, f16 for the other weight tensors, f32 for
+/// biases and batch-norm statistics. A model copied in some other form would download bigger.
+#[test]
+fn shipped_weights_are_int8_for_large_tensors_and_f16_for_small_ones() {
+    use safetensors::Dtype;
+    let (_, weights) = model_files();
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let mut int8 = 0;
+    for (name, view) in st.tensors() {
+        if name.ends_with(mien::weights::SCALE_SUFFIX) {
+            continue;
+        }
+        let n: usize = view.shape().iter().product();
+        let want = if view.shape().len() < 2 || n < mien::weights::COMPACT_MIN_ELEMENTS {
+            Dtype::F32
+        } else if n < mien::weights::CLASSIFIER_INT8_MIN_ELEMENTS {
+            Dtype::F16
+        } else {
+            int8 += 1;
+            Dtype::I8
+        };
+        assert_eq!(view.dtype(), want, "{name} {:?}", view.shape());
+    }
+    assert!(int8 >= 4, "only {int8} int8 tensors");
+}
+
 #[test]
 fn broad_smiles_read_as_happiness() {
     let r = recognizer();
