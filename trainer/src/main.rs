@@ -228,6 +228,8 @@ struct TrainArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
+    /// The network's width (channels relative to width 1; the shipped model's is 1.25). With
+    /// --init, the width of the model it starts from.
     #[arg(long)]
     width: Option<f64>,
     /// The network's layer layout: 2 (default) or 1, the first shipped network's. With --init,
@@ -294,11 +296,12 @@ impl FerPlusArgs {
     }
 }
 
-/// The layout of the model folder `dir`, if its manifest says (a missing or broken one is
-/// reported by name when the run loads it).
-fn layout_of(dir: &std::path::Path) -> Option<u32> {
+/// The manifest of the model folder `dir`, if it can be read (a missing or broken one is
+/// reported by name when the run loads it). A fine-tuning run takes its network's shape from it,
+/// so `--init assets/model` needs no `--width` or `--layout` to match the shipped model.
+fn manifest_of(dir: &std::path::Path) -> Option<mien::ModelManifest> {
     let json = std::fs::read(dir.join("manifest.json")).ok()?;
-    serde_json::from_slice::<mien::ModelManifest>(&json).ok().map(|m| m.layout)
+    serde_json::from_slice::<mien::ModelManifest>(&json).ok()
 }
 
 fn seed_of(a: &TrainArgs) -> u64 {
@@ -308,12 +311,13 @@ fn seed_of(a: &TrainArgs) -> u64 {
 impl TrainArgs {
     fn config(&self, seed: u64) -> TrainConfig {
         let d = TrainConfig::default();
+        let init = self.init.as_deref().and_then(manifest_of);
         TrainConfig {
             epochs: self.epochs.unwrap_or(d.epochs),
             batch_size: self.batch_size.unwrap_or(d.batch_size),
             lr: self.lr.unwrap_or(d.lr),
-            width: self.width.unwrap_or(d.width),
-            layout: self.layout.or_else(|| self.init.as_deref().and_then(layout_of)).unwrap_or(d.layout),
+            width: self.width.or_else(|| init.as_ref().map(|m| m.width)).unwrap_or(d.width),
+            layout: self.layout.or_else(|| init.as_ref().map(|m| m.layout)).unwrap_or(d.layout),
             dropout: self.dropout.unwrap_or(d.dropout),
             augment: self.augment.unwrap_or(d.augment),
             patience: self.patience.unwrap_or(d.patience),

@@ -12,8 +12,12 @@ fn the_trainer_loads_the_shipped_compact_weights_as_the_app_does() {
     let dir = shipped_model_dir();
     let device = Device::flex();
     let app = load_classifier(&dir).unwrap();
-    let cfg =
-        TrainConfig { init: Some(dir.display().to_string()), layout: app.manifest().layout, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        init: Some(dir.display().to_string()),
+        layout: app.manifest().layout,
+        width: app.manifest().width,
+        ..TrainConfig::default()
+    };
     let labels = app.manifest().labels.len();
     let trainer = load_weights(&dir.join("classifier.safetensors"), &cfg, labels, &device).unwrap();
     let pixels: Vec<f32> = (0..2 * 48 * 48).map(|i| ((i * 37 % 256) as f32 / 255.0 - 0.5) / 0.25).collect();
@@ -39,8 +43,14 @@ fn trainer_evaluation_answers_as_the_app_does() {
     let app = load_classifier(&dir).unwrap();
     let m = app.manifest();
     assert!(m.flip_average, "the shipped model averages with the mirror image");
-    let cfg =
-        TrainConfig { mean: m.mean, std: m.std, input_size: m.input_size, layout: m.layout, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        mean: m.mean,
+        std: m.std,
+        input_size: m.input_size,
+        layout: m.layout,
+        width: m.width,
+        ..TrainConfig::default()
+    };
     let faces = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces");
     let mut names: Vec<_> = std::fs::read_dir(&faces).unwrap().flatten().map(|e| e.path()).collect();
     names.sort();
