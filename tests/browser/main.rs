@@ -150,6 +150,7 @@ async fn photos_on_the_cpu_path_match_native_detection() {
         "/assets/model/classifier.safetensors",
         "/assets/mtcnn/onet.safetensors",
     ];
+    let holds = |cached: &Value, file: &str| cached.as_array().is_some_and(|a| a.iter().any(|u| u == file));
     let mut cached = Value::Null;
     for _ in 0..60 {
         cached = h
@@ -157,16 +158,17 @@ async fn photos_on_the_cpu_path_match_native_detection() {
                 "navigator.serviceWorker.ready.then(() => caches.open('mien-v2')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
             )
             .await;
-        let holds = |file: &&str| cached.as_array().is_some_and(|a| a.iter().any(|u| u == *file));
-        if wanted.iter().all(holds) {
+        if wanted.iter().all(|file| holds(&cached, file)) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     for file in wanted {
-        let held = cached.as_array().is_some_and(|a| a.iter().any(|u| u == file));
         let fetched: Vec<String> = h.own_requests_since(0).into_iter().filter(|r| r.contains(file)).collect();
-        assert!(held, "{file} is not in the offline cache after 30 s: {cached}; the proxy served it as {fetched:?}");
+        assert!(
+            holds(&cached, file),
+            "{file} is not in the offline cache after 30 s: {cached}; the proxy served it as {fetched:?}"
+        );
     }
     h.screenshot("photos-cpu").await;
     h.assert_private();
