@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn crop_reads_exactly_the_samples_of_its_definition() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/astronaut_eileen_collins.png");
+        let path = crate::test_dir().join("tests/fixtures/faces/astronaut_eileen_collins.png");
         let frame = Frame::decode(&std::fs::read(path).unwrap()).unwrap();
         let (w, h) = (frame.width() as f32, frame.height() as f32);
         let mut windows = vec![

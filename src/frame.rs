@@ -245,9 +245,9 @@ mod tests {
 
     #[test]
     fn header_dimensions_of_real_files() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/");
+        let dir = crate::test_dir().join("tests/fixtures/faces");
         for (file, dims) in [("grace_hopper.jpg", (512, 600)), ("bryan_codait_tiny.png", (115, 115))] {
-            let bytes = std::fs::read(format!("{dir}{file}")).unwrap();
+            let bytes = std::fs::read(dir.join(file)).unwrap();
             assert_eq!(header_dimensions(&bytes), Some(dims), "{file}");
         }
         assert_eq!(header_dimensions(b"hello"), None);

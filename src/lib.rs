@@ -22,3 +22,15 @@ pub use emotion::Emotion;
 pub use frame::{Frame, FrameError};
 pub use pipeline::{Analysis, ExpressionRecognizer, FaceExpression, PipelineError};
 pub use weights::WeightsError;
+
+/// The crate's directory, for unit tests that read the repository's fixtures. Cargo sets
+/// `CARGO_MANIFEST_DIR` when it runs a test, and that beats the compile-time value: a test binary
+/// reused from a shared target dir (CI keeps one outside the clone) may have been compiled in
+/// another checkout, whose files are gone or another commit's.
+#[cfg(test)]
+pub(crate) fn test_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}

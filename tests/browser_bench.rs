@@ -5,6 +5,8 @@
 //!   (a 640×480 video of the same frame), and the time from navigation to the first classified
 //!   frame, cold (fresh profile) and on a reload.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "browser/harness.rs"]
 mod harness;
 
@@ -79,8 +81,7 @@ async fn time_backend(backend: &str, runs: usize, frame: &[u8]) {
 #[ignore = "benchmark: run `cargo xtask bench`"]
 async fn bench_detect_in_chromium() {
     let runs: usize = std::env::var("MIEN_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(30);
-    let frame =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench/astronaut_640x480.jpg")).unwrap();
+    let frame = std::fs::read(common::fixture("bench/astronaut_640x480.jpg")).unwrap();
     time_backend("cpu", runs, &frame).await;
     time_backend("webgpu", runs, &frame).await;
 }
@@ -140,9 +141,8 @@ async fn live_backend(backend: &str, video: &std::path::Path) {
 #[ignore = "benchmark: run `cargo xtask bench`"]
 async fn bench_live_in_chromium() {
     let dir = TempDir::new("live-bench");
-    let frame =
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bench/astronaut_640x480.jpg"));
-    let video = fake_camera_video(&dir, frame, &[], 30, 2);
+    let frame = common::fixture("bench/astronaut_640x480.jpg");
+    let video = fake_camera_video(&dir, &frame, &[], 30, 2);
     live_backend("cpu", &video).await;
     live_backend("webgpu", &video).await;
 }

@@ -326,7 +326,7 @@ async fn live_page_without_a_camera_says_so_and_keeps_working() {
 }
 
 fn report(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports").join(name);
+    let path = common::repo().join("reports").join(name);
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
@@ -388,7 +388,7 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
     h.wait_for("#model-card", 30).await;
     // The learning curves: every epoch of the shipped model, after those of the model it was
     // fine-tuned from, if any.
-    let manifest_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model/manifest.json");
+    let manifest_path = common::repo().join("assets/model/manifest.json");
     let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     let epochs = |key: &str| manifest["info"][key].as_array().map_or(0, Vec::len);
     let el = h.wait_for("#curves[data-epochs]", 30).await;

@@ -5,8 +5,14 @@ use std::path::{Path, PathBuf};
 
 use mien::{DetectorConfig, FaceDetector, MtcnnWeights};
 
+/// The repository under test. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test, and that beats
+/// the compile-time value: a test binary reused from a shared target dir (CI keeps one outside the
+/// clone) may have been compiled in another checkout, whose files are gone or another commit's.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 pub fn fixture(rel: &str) -> PathBuf {

@@ -11,7 +11,7 @@ use mien::Frame;
 use crate::detect::detector;
 
 pub fn default_bench_image() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bench/astronaut_640x480.jpg")
+    crate::repo_root().join("tests/fixtures/bench/astronaut_640x480.jpg")
 }
 
 pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCode> {

@@ -552,13 +552,18 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
 
 /// The model folder the web app ships (`assets/model` of this repository).
 pub fn shipped_model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/model")
+    crate::repo_root().join("assets/model")
 }
 
 /// How a model folder is named in reports: the shipped one by its place in the repository (not
 /// this machine's absolute path), others as given.
 pub fn model_label(model: &Path) -> String {
-    if model == shipped_model_dir() {
+    let shipped = shipped_model_dir();
+    let same = match (model.canonicalize(), shipped.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => model == shipped,
+    };
+    if same {
         "assets/model".to_string()
     } else {
         model.display().to_string()

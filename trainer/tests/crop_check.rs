@@ -8,7 +8,7 @@ use mien_trainer::cropcheck::check_photos;
 fn a_portrait_moved_into_larger_frames_is_found_and_cropped_as_before() {
     let dir = std::env::temp_dir().join(format!("mien-crop-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let fixtures = mien_trainer::repo_root().join("tests/fixtures");
     std::fs::copy(fixtures.join("faces/obama_portrait_small.jpg"), dir.join("portrait.jpg")).unwrap();
     std::fs::copy(fixtures.join("no_faces/coffee.png"), dir.join("coffee.png")).unwrap();
     std::fs::write(dir.join("notes.jpg"), b"not a photo").unwrap();

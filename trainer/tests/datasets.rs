@@ -7,7 +7,7 @@ use mien::Emotion;
 use mien_trainer::datasets::{apply_overrides, open, DatasetError, Layout};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    mien_trainer::repo_root()
 }
 
 /// A dataset from the research-only data beside the repository (`../shared/data`, or `$MIEN_DATA`).

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(rel)
+    mien_trainer::repo_root().join("tests/fixtures").join(rel)
 }
 
 #[test]

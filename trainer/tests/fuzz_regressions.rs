@@ -31,7 +31,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn every_kept_fuzz_input_runs_clean() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let fuzz = mien_trainer::repo_root().join("fuzz");
     let mut replayed = 0;
     for (target, run) in TARGETS {
         let seeds = inputs(&fuzz.join("seeds").join(target));
@@ -49,8 +49,7 @@ fn every_kept_fuzz_input_runs_clean() {
 #[test]
 fn the_image_seed_is_a_face_the_detector_finds() {
     // Without this the image target would fuzz only the "no face" path.
-    let seed =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/image_to_faces/face64.png")).unwrap();
+    let seed = std::fs::read(mien_trainer::repo_root().join("fuzz/seeds/image_to_faces/face64.png")).unwrap();
     let frame = mien::Frame::decode(&seed).unwrap();
     assert!(frame.width() * frame.height() <= 64 * 64);
     let faces = mien_trainer::detect::detector(20.0).unwrap().detect(&frame).unwrap();

@@ -51,7 +51,7 @@ fn trainer_evaluation_answers_as_the_app_does() {
         width: m.width,
         ..TrainConfig::default()
     };
-    let faces = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces");
+    let faces = mien_trainer::repo_root().join("tests/fixtures/faces");
     let mut names: Vec<_> = std::fs::read_dir(&faces).unwrap().flatten().map(|e| e.path()).collect();
     names.sort();
     let crops: Vec<FaceCrop> = names
