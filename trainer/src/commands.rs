@@ -178,7 +178,7 @@ fn cv_report(
     report.meta.insert(
         "reproduce".into(),
         format!(
-            "cargo run -p mien-trainer -- cv --data {} --folds {k} --report <file>{}",
+            "cargo xtask trainer cv --data {} --folds {k} --report <file>{}",
             dataset.root.display(),
             train_args(cfg)
         )
@@ -323,7 +323,7 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
 
 /// The command line that reproduces a training run with `cfg` on `data`.
 fn reproduce_command(data: &Path, cfg: &TrainConfig, out: &Path) -> String {
-    format!("cargo run -p mien-trainer -- train --data {} --out {}{}", data.display(), out.display(), train_args(cfg))
+    format!("cargo xtask trainer train --data {} --out {}{}", data.display(), out.display(), train_args(cfg))
 }
 
 /// The training options on the command line that give `cfg` (those that differ from the defaults).
@@ -540,7 +540,7 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     crate::plots::curves_png(&png, &lineage.init_history, &history)?;
     eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
-        "{}{} && cargo run -p mien-trainer -- export --data {} --checkpoints {} --out {}",
+        "{}{} && cargo xtask trainer export --data {} --checkpoints {} --out {}",
         lineage.reproduce,
         reproduce_command(&dataset.root, &cfg, run_dir),
         data.display(),

@@ -5,6 +5,8 @@
 //! - `cargo xtask setup`  only the installs (idempotent; tools live outside the clone).
 //! - `cargo xtask build`  only the web build (`dist/`).
 //! - `cargo xtask bench`  the detection benchmark, natively and in headless Chromium.
+//! - `cargo xtask trainer ARGS`  the trainer (`mien-trainer ARGS`: train, evaluate, detect, ...),
+//!   the binary of the test build, so it costs no second build of burn.
 //! - `cargo xtask fuzz`   every fuzz target for N executions (nightly + cargo-fuzz; not part of
 //!   `test`, whose suite replays the kept inputs on stable).
 //!
@@ -40,12 +42,13 @@ fn main() {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("trainer") => trainer_binary().and_then(|t| run(Command::new(t).current_dir(root()).args(&args[1..]))),
         Some("sizes") => download_sizes(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("gpu-bundle") => gpu_bundle(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/ for a lent GPU machine (scripts/gpu-train.sh)"
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  trainer ARGS              run mien-trainer ARGS (the test build's binary: no second build of burn)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/ for a lent GPU machine (scripts/gpu-train.sh)"
             );
             exit(2);
         }
