@@ -177,12 +177,7 @@ fn cv_report(
     report.meta.insert("wall_seconds".into(), seconds.into());
     report.meta.insert(
         "reproduce".into(),
-        format!(
-            "cargo xtask trainer cv --data {} --folds {k} --report <file>{}",
-            dataset.root.display(),
-            train_args(cfg)
-        )
-        .into(),
+        format!("{TRAINER} cv --data {} --folds {k} --report <file>{}", dataset.root.display(), train_args(cfg)).into(),
     );
     let mut value = serde_json::to_value(&report)?;
     value["folds"] = serde_json::to_value(folds)?;
@@ -321,9 +316,13 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
     Ok(lineage)
 }
 
+/// How the `reproduce` lines the trainer writes run it: the test build's binary, through xtask
+/// (`cargo run -p mien-trainer` would build burn a second time).
+const TRAINER: &str = "cargo xtask trainer";
+
 /// The command line that reproduces a training run with `cfg` on `data`.
 fn reproduce_command(data: &Path, cfg: &TrainConfig, out: &Path) -> String {
-    format!("cargo xtask trainer train --data {} --out {}{}", data.display(), out.display(), train_args(cfg))
+    format!("{TRAINER} train --data {} --out {}{}", data.display(), out.display(), train_args(cfg))
 }
 
 /// The training options on the command line that give `cfg` (those that differ from the defaults).
@@ -540,7 +539,7 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     crate::plots::curves_png(&png, &lineage.init_history, &history)?;
     eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
-        "{}{} && cargo xtask trainer export --data {} --checkpoints {} --out {}",
+        "{}{} && {TRAINER} export --data {} --checkpoints {} --out {}",
         lineage.reproduce,
         reproduce_command(&dataset.root, &cfg, run_dir),
         data.display(),

@@ -42,7 +42,7 @@ fn main() {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
-        Some("trainer") => trainer_binary().and_then(|t| run(Command::new(t).current_dir(root()).args(&args[1..]))),
+        Some("trainer") => trainer(&args[1..]),
         Some("sizes") => download_sizes(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("gpu-bundle") => gpu_bundle(&args[1..]),
@@ -251,10 +251,15 @@ fn bench(args: &[String]) -> Result {
     setup()?;
     let runs =
         args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "30".into());
-    run(Command::new(trainer_binary()?).current_dir(root()).args(["bench-detect", "--runs", &runs]))?;
+    trainer(&["bench-detect".into(), "--runs".into(), runs.clone()])?;
     build_web(false)?;
     download_sizes()?;
     run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))
+}
+
+/// Runs `mien-trainer ARGS` in the repository root, with the binary of [`trainer_binary`].
+fn trainer(args: &[String]) -> Result {
+    run(Command::new(trainer_binary()?).current_dir(root()).args(args))
 }
 
 /// The trainer binary of the test build (dev profile), built by the same cargo command as the
