@@ -239,9 +239,17 @@ pub fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: b
     Ok(())
 }
 
-/// Trains on a dataset (its own training split if it has one, else all of it minus a
-/// subject-disjoint validation part) and writes a model folder.
-pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
+/// A dataset split as `train` splits it: the images it trains on, the validation part (10 % of
+/// subjects, or samples, drawn with the run's seed; none with `--no-validation`), and the label
+/// list. Never the dataset's test splits, nor training copies of their images.
+pub struct TrainingSplit {
+    pub dataset: Dataset,
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
+    pub labels: Vec<Emotion>,
+}
+
+pub fn training_split(data: &Path, cfg: &TrainConfig) -> Result<TrainingSplit> {
     let mut dataset = open_dataset(data, cfg.ferplus.as_ref())?;
     let copies = dataset.training_copies_of_test_images();
     if !copies.is_empty() {
@@ -251,7 +259,6 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
     let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
     let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
-    // Validation: 10% of subjects (or samples), never the dataset's test splits.
     let folds = crate::cv::subject_folds(&subjects, 10, cfg.seed);
     let (mut tr, mut val) = (Vec::new(), Vec::new());
     for ((ex, fold), usage) in examples.into_iter().zip(folds).zip(usage) {
@@ -261,14 +268,118 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool) -> 
             _ => tr.push(ex),
         }
     }
+    Ok(TrainingSplit { dataset, train: tr, val, labels })
+}
+
+/// Trains on a dataset (its own training split if it has one, else all of it minus a
+/// subject-disjoint validation part) and writes a model folder. With `keep_epochs` every epoch's
+/// weights stay in the checkpoints folder, for [`average_model`].
+pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, keep_epochs: bool) -> Result<()> {
+    let TrainingSplit { dataset, train: tr, val, labels } = training_split(data, cfg)?;
     eprintln!("training on {} images, validating on {}", tr.len(), val.len());
     std::fs::create_dir_all(out)?;
     let checkpoints = out.join("checkpoints");
     let lineage = lineage(cfg, &checkpoints, !resume)?;
-    let trained = train(&tr, &val, labels.len(), cfg, Some(&checkpoints), resume, false)?;
-    let reproduce = lineage.reproduce.clone() + &reproduce_command(&dataset.root, cfg, out);
+    let keep = crate::train::Checkpoints { dir: &checkpoints, keep_epochs };
+    let trained = train(&tr, &val, labels.len(), cfg, Some(&keep), resume, false)?;
+    let mut reproduce = lineage.reproduce.clone() + &reproduce_command(&dataset.root, cfg, out);
+    if keep_epochs {
+        reproduce += " --keep-epochs";
+    }
     crate::plots::curves_png(&out.join("learning_curves.png"), &lineage.init_history, &trained.history)?;
     write_model(out, &trained.net, cfg, &labels, &trained.history, &lineage.init_history, &dataset, tr.len(), reproduce)
+}
+
+/// Writes a model folder with the mean of a run's weights after epochs `first..=last` (kept by
+/// `train --keep-epochs`), batch norm measured again on `bn_batches` training batches. Prints the
+/// validation accuracy of the mean beside the run's own epochs': a mean that does worse than the
+/// run's best epoch on validation is written all the same, and the numbers say so.
+pub fn average_model(
+    data: &Path,
+    checkpoints: &Path,
+    (first, last): (usize, usize),
+    bn_batches: usize,
+    out: &Path,
+) -> Result<()> {
+    let (cfg, num_classes, history, _) = crate::train::read_checkpoint(checkpoints)?;
+    anyhow::ensure!(
+        first >= 1 && first <= last && last <= history.len(),
+        "--epochs {first}-{last}: the run in {} has finished epochs 1 to {}",
+        checkpoints.display(),
+        history.len()
+    );
+    let files: Vec<PathBuf> = (first..=last).map(|e| crate::train::epoch_weights(checkpoints, e)).collect();
+    if let Some(missing) = files.iter().find(|f| !f.exists()) {
+        anyhow::bail!(
+            "{} is missing: only a run trained with --keep-epochs keeps every epoch's weights",
+            missing.display()
+        );
+    }
+    let TrainingSplit { dataset, train: tr, val, labels } = training_split(data, &cfg)?;
+    anyhow::ensure!(
+        labels.len() == num_classes,
+        "{} has {} labels but the checkpoint has {num_classes} outputs",
+        data.display(),
+        labels.len()
+    );
+    eprintln!("averaging the weights of epochs {first} to {last} ({} files)", files.len());
+    let mean = crate::average::average_weights(&files, &cfg, num_classes)?;
+    let accuracy = |net: &mien::classify::ExpressionNet| -> Option<f64> {
+        (!val.is_empty()).then(|| {
+            let p = crate::train::predict(net, &val, &cfg, crate::train::Inference::FlipAverage);
+            p.iter().zip(&val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
+        })
+    };
+    let averaged_statistics = accuracy(&mean);
+    let net = crate::average::refresh_batch_norm(mean, &tr, &cfg, bn_batches);
+    let refreshed = accuracy(&net);
+    let pct =
+        |v: Option<f64>| v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "- (no validation split)".into());
+    let best =
+        history.iter().filter_map(|h| h.val_accuracy.map(|v| (h.epoch, v))).fold(None, |b: Option<(usize, f64)>, x| {
+            match b {
+                Some(b) if b.1 >= x.1 => Some(b),
+                _ => Some(x),
+            }
+        });
+    for h in &history[first - 1..last] {
+        eprintln!("  epoch {:>3}: validation {}", h.epoch, pct(h.val_accuracy));
+    }
+    eprintln!(
+        "  mean of epochs {first}-{last}, their mean batch-norm statistics: validation {}",
+        pct(averaged_statistics)
+    );
+    eprintln!(
+        "  mean of epochs {first}-{last}, batch norm measured on {bn_batches} batches: validation {}",
+        pct(refreshed)
+    );
+    if let Some((epoch, v)) = best {
+        eprintln!("  the run's best epoch, {epoch}: validation {:.2}%", 100.0 * v);
+    }
+    let lineage = lineage(&cfg, checkpoints, false)?;
+    let run_dir = checkpoints.parent().unwrap_or(checkpoints);
+    let reproduce = format!(
+        "{}{} --keep-epochs && {TRAINER} average --data {} --checkpoints {} --epochs {first}-{last} --bn-batches {bn_batches} --out {}",
+        lineage.reproduce,
+        reproduce_command(&dataset.root, &cfg, run_dir),
+        data.display(),
+        checkpoints.display(),
+        out.display()
+    );
+    write_model(out, &net, &cfg, &labels, &history, &lineage.init_history, &dataset, tr.len(), reproduce)?;
+    // The model card says what the weights are: not one epoch's, a mean.
+    let manifest_path = out.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    manifest["info"]["weight_averaging"] = serde_json::json!({
+        "epochs": [first, last],
+        "batch_norm_batches": bn_batches,
+        "val_accuracy": refreshed,
+        "val_accuracy_with_mean_statistics": averaged_statistics,
+        "best_epoch": best.map(|b| b.0),
+        "best_epoch_val_accuracy": best.map(|b| b.1),
+    });
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
+    Ok(())
 }
 
 /// What a run builds on (its `--init` and `--teacher` model folders), from their manifests: the

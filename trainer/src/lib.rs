@@ -2,6 +2,7 @@
 //! the commands of the `mien-trainer` binary (a thin clap layer in `main.rs`).
 
 pub mod augment;
+pub mod average;
 pub mod bench;
 pub mod commands;
 pub mod compute;

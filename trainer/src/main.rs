@@ -61,8 +61,31 @@ enum Command {
         /// Continue from the last checkpoint in --out.
         #[arg(long)]
         resume: bool,
+        /// Keep every epoch's weights in the checkpoints folder (1.3 MB each at width 1.25), for
+        /// `average`.
+        #[arg(long)]
+        keep_epochs: bool,
         #[command(flatten)]
         train: TrainArgs,
+    },
+    /// Write a model folder with the mean of a run's weights over its last epochs (stochastic
+    /// weight averaging; the run must have been trained with --keep-epochs), batch norm measured
+    /// again on training batches. Prints the validation accuracy of the mean and of the epochs.
+    Average {
+        /// The dataset the run trained on (the same training and validation split is rebuilt).
+        #[arg(long)]
+        data: PathBuf,
+        /// The run's checkpoints folder (`<train --out>/checkpoints`).
+        #[arg(long)]
+        checkpoints: PathBuf,
+        /// The epochs to average, first-last (1-based, inclusive), e.g. 51-60.
+        #[arg(long, value_parser = parse_epochs)]
+        epochs: (usize, usize),
+        /// Training batches that measure batch norm's statistics again.
+        #[arg(long, default_value_t = 200)]
+        bn_batches: usize,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write a model folder from the best checkpoint of a training run (finished or not).
     Export {
@@ -176,7 +199,10 @@ fn keep_freed_memory() {}
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Cv { .. } | Command::Train { .. } | Command::Tune { .. }) {
+    if matches!(
+        cli.command,
+        Command::Cv { .. } | Command::Train { .. } | Command::Tune { .. } | Command::Average { .. }
+    ) {
         match compute::select(cli.device) {
             Ok(c) => eprintln!("device: {}", c.description),
             Err(e) => {
@@ -195,8 +221,12 @@ fn main() -> ExitCode {
         Command::Cv { data, folds, report, resume, train } => {
             commands::cv(&data, folds, &train.config(seed_of(&train)), &report, resume).map(|_| ExitCode::SUCCESS)
         }
-        Command::Train { data, out, resume, train } => {
-            commands::train_model(&data, &train.config(seed_of(&train)), &out, resume).map(|_| ExitCode::SUCCESS)
+        Command::Train { data, out, resume, keep_epochs, train } => {
+            commands::train_model(&data, &train.config(seed_of(&train)), &out, resume, keep_epochs)
+                .map(|_| ExitCode::SUCCESS)
+        }
+        Command::Average { data, checkpoints, epochs, bn_batches, out } => {
+            commands::average_model(&data, &checkpoints, epochs, bn_batches, &out).map(|_| ExitCode::SUCCESS)
         }
         Command::Tune { data, trials, folds, leaderboard, train } => {
             tune::run(&data, trials, folds, &train.config(seed_of(&train)), &leaderboard).map(|_| ExitCode::SUCCESS)
@@ -217,6 +247,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `A-B` → (A, B): a range of epochs.
+fn parse_epochs(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range of epochs such as 51-60"))?;
+    let n = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("{x:?} in {s:?} is not an epoch number"));
+    let (a, b) = (n(a)?, n(b)?);
+    if a == 0 || a > b {
+        return Err(format!("{s:?}: epochs count from 1, the first no later than the last"));
+    }
+    Ok((a, b))
 }
 
 /// Training hyper-parameters on the command line (defaults: [`TrainConfig::default`]).

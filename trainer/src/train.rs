@@ -224,31 +224,51 @@ fn param_ids(net: &ExpressionNet) -> Vec<u64> {
 /// `state.json` (renamed into place last) is the commit point: a run killed anywhere, even
 /// between two files of one checkpoint, leaves `state.json` naming a complete, consistent set,
 /// never this epoch's weights beside last epoch's optimizer.
-struct CheckpointFiles(PathBuf);
+struct CheckpointFiles {
+    dir: PathBuf,
+    /// Keep every epoch's `last-NNNN` weights, not only the newest (for [`crate::average`]).
+    keep_epochs: bool,
+}
+
+/// Where a run keeps its checkpoints, and whether it keeps every epoch's weights there.
+pub struct Checkpoints<'a> {
+    pub dir: &'a Path,
+    /// Keep `last-NNNN.safetensors` of every epoch (1.3 MB each for the shipped width), so that
+    /// `average` can take the mean of the last few. Not a training setting: a run resumed with
+    /// or without it trains the same.
+    pub keep_epochs: bool,
+}
+
+/// The weights a checkpoint folder holds after `epoch` (1-based), where the run kept them.
+pub fn epoch_weights(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("last-{epoch:04}.safetensors"))
+}
 
 impl CheckpointFiles {
     fn state(&self) -> PathBuf {
-        self.0.join("state.json")
+        self.dir.join("state.json")
     }
     fn last(&self, epoch: usize) -> PathBuf {
-        self.0.join(format!("last-{epoch:04}.safetensors"))
+        epoch_weights(&self.dir, epoch)
     }
     fn best(&self, epoch: usize) -> PathBuf {
-        self.0.join(format!("best-{epoch:04}.safetensors"))
+        self.dir.join(format!("best-{epoch:04}.safetensors"))
     }
     fn optimizer(&self, epoch: usize) -> PathBuf {
-        self.0.join(format!("optimizer-{epoch:04}.bpk"))
+        self.dir.join(format!("optimizer-{epoch:04}.bpk"))
     }
 
     /// Removes what the committed state no longer names (older epochs, temporaries of a killed
     /// write). Failures only leave clutter behind.
     fn prune(&self, state: &CheckpointState) {
         let keep = [self.last(state.epoch), self.best(state.best_epoch), self.optimizer(state.epoch), self.state()];
-        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for e in entries.flatten() {
             let p = e.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let ours = ["last-", "best-", "optimizer-"].iter().any(|s| name.starts_with(s)) || name.ends_with(".tmp");
+            let kept_epoch = self.keep_epochs && name.starts_with("last-") && name.ends_with(".safetensors");
+            let ours = !kept_epoch
+                && (["last-", "best-", "optimizer-"].iter().any(|s| name.starts_with(s)) || name.ends_with(".tmp"));
             if ours && !keep.contains(&p) {
                 let _ = std::fs::remove_file(&p);
             }
@@ -266,7 +286,7 @@ fn read_state(dir: &Path) -> Result<CheckpointState> {
 /// The settings, output count, epoch history and best weights file of a checkpoint folder.
 pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats>, PathBuf)> {
     let state = read_state(dir)?;
-    let best = CheckpointFiles(dir.to_path_buf()).best(state.best_epoch);
+    let best = CheckpointFiles { dir: dir.to_path_buf(), keep_epochs: false }.best(state.best_epoch);
     Ok((state.config, state.num_classes, state.history, best))
 }
 
@@ -286,7 +306,7 @@ fn device() -> Device {
 const READ_BACK_STEPS: usize = 8;
 
 /// Normalised NCHW batch tensor of `examples[idx]`, augmented when `rng` is given.
-fn batch(
+pub(crate) fn batch(
     examples: &[Example],
     idx: &[usize],
     cfg: &TrainConfig,
@@ -363,7 +383,7 @@ pub fn evaluate_with(
     m
 }
 
-fn save_weights(net: &ExpressionNet, path: &Path) -> Result<()> {
+pub(crate) fn save_weights(net: &ExpressionNet, path: &Path) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
     net.save_into(&mut store).map_err(|e| anyhow::anyhow!("saving {}: {e}", tmp.display()))?;
@@ -489,7 +509,7 @@ pub fn train(
     val: &[Example],
     num_classes: usize,
     cfg: &TrainConfig,
-    checkpoint_dir: Option<&Path>,
+    checkpoints: Option<&Checkpoints>,
     resume: bool,
     quiet: bool,
 ) -> Result<Trained> {
@@ -508,14 +528,14 @@ pub fn train(
         history: Vec::new(),
         param_ids: Vec::new(),
     };
-    let files = checkpoint_dir.map(|d| {
-        let _ = std::fs::create_dir_all(d);
-        CheckpointFiles(d.to_path_buf())
+    let files = checkpoints.map(|c| {
+        let _ = std::fs::create_dir_all(c.dir);
+        CheckpointFiles { dir: c.dir.to_path_buf(), keep_epochs: c.keep_epochs }
     });
     if resume {
         if let Some(files) = files.as_ref().filter(|f| f.state().exists()) {
             let st = files.state();
-            let saved = read_state(&files.0)?;
+            let saved = read_state(&files.dir)?;
             anyhow::ensure!(
                 saved.config == *cfg && saved.num_classes == num_classes,
                 "{} was written with other settings; resume with the same command, or use a new --checkpoints folder",

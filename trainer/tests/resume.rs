@@ -146,6 +146,65 @@ fn killed_and_resumed_runs_end_like_an_uninterrupted_one() {
     );
 }
 
+fn average(data: &Path, checkpoints: &Path, epochs: &str, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
+        .args(["average", "--epochs", epochs, "--bn-batches", "3", "--data"])
+        .arg(data)
+        .arg("--checkpoints")
+        .arg(checkpoints)
+        .arg("--out")
+        .arg(out)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
+
+/// `train --keep-epochs` keeps every epoch's weights, and `average` writes a model with their mean
+/// whose card says what it is; epochs the run has not finished, or did not keep, are refused with
+/// the reason.
+#[test]
+fn average_writes_the_mean_of_the_kept_epochs() {
+    let tmp = TempDir::new("average");
+    let data = tmp.0.join("data");
+    dataset(&data);
+    let run = tmp.0.join("run");
+    let out = train(&data, &run, false).arg("--keep-epochs").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ckpt = run.join("checkpoints");
+    for e in 1..=6 {
+        assert!(ckpt.join(format!("last-{e:04}.safetensors")).exists(), "epoch {e}'s weights were not kept");
+    }
+
+    let mean = tmp.0.join("mean");
+    let out = average(&data, &ckpt, "4-6", &mean);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("mean of epochs 4-6, batch norm measured on 3 batches: validation"), "{log}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mean.join("manifest.json")).unwrap()).unwrap();
+    let info = &manifest["info"];
+    assert_eq!(info["weight_averaging"]["epochs"], serde_json::json!([4, 6]), "{info}");
+    let v = info["weight_averaging"]["val_accuracy"].as_f64().expect("a validation accuracy");
+    assert!((0.0..=1.0).contains(&v), "{v}");
+    assert!(info["reproduce"].as_str().unwrap().contains("--keep-epochs && cargo xtask trainer average"), "{info}");
+    // The mean is none of the epochs it came from: the run's own model (its best epoch) differs.
+    let (a, b) = (
+        tensors(&std::fs::read(mean.join("classifier.safetensors")).unwrap()),
+        tensors(&std::fs::read(run.join("classifier.safetensors")).unwrap()),
+    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(a != b, "the averaged weights equal the run's own");
+
+    let out = average(&data, &ckpt, "5-9", &tmp.0.join("late"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has finished epochs 1 to 6"));
+    std::fs::remove_file(ckpt.join("last-0005.safetensors")).unwrap();
+    let out = average(&data, &ckpt, "4-6", &tmp.0.join("gap"));
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("last-0005.safetensors is missing") && log.contains("--keep-epochs"), "{log}");
+}
+
 /// Each tensor's name and raw bytes (the header's key order is not fixed, so files are compared
 /// tensor by tensor).
 fn tensors(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
