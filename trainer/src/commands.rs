@@ -370,6 +370,11 @@ pub fn average_model(
     // The model card says what the weights are: not one epoch's, a mean.
     let manifest_path = out.join("manifest.json");
     let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    let architecture = manifest["info"]["architecture"].as_str().unwrap_or("ExpressionNet").to_owned();
+    manifest["info"]["architecture"] = format!(
+        "{architecture}; weights: the mean of epochs {first}–{last} (stochastic weight averaging), batch norm measured again"
+    )
+    .into();
     manifest["info"]["weight_averaging"] = serde_json::json!({
         "epochs": [first, last],
         "batch_norm_batches": bn_batches,

@@ -184,6 +184,8 @@ fn average_writes_the_mean_of_the_kept_epochs() {
         serde_json::from_slice(&std::fs::read(mean.join("manifest.json")).unwrap()).unwrap();
     let info = &manifest["info"];
     assert_eq!(info["weight_averaging"]["epochs"], serde_json::json!([4, 6]), "{info}");
+    // The dashboard's model card shows the architecture line: it says the weights are a mean.
+    assert!(info["architecture"].as_str().unwrap().contains("the mean of epochs 4–6"), "{info}");
     let v = info["weight_averaging"]["val_accuracy"].as_f64().expect("a validation accuracy");
     assert!((0.0..=1.0).contains(&v), "{v}");
     assert!(info["reproduce"].as_str().unwrap().contains("--keep-epochs && cargo xtask trainer average"), "{info}");
