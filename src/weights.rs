@@ -132,7 +132,7 @@ pub const INT8_MIN_ELEMENTS: usize = 65_536;
 /// 1×1 convolutions, the later 3×3 depthwise ones, the head), only the stem and the first blocks'
 /// small convolutions stay f16. The width-1.25 network's file shrinks by a fifth (468 → 373 KB),
 /// which keeps a first visit under 4 MB; PublicTest accuracy moved by less than 0.2 points
-/// (README, "Measured").
+/// (docs/MEASUREMENTS.md, on the download).
 pub const CLASSIFIER_INT8_MIN_ELEMENTS: usize = 1_024;
 
 fn corrupt(file: &str, reason: impl std::fmt::Display) -> WeightsError {
