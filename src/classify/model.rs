@@ -215,6 +215,33 @@ impl ExpressionNet {
 
     /// `[N, 1, 48, 48]` normalised gray crops → logits `[N, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.dropout.forward(self.features(x)))
+    }
+
+    /// Logits with dropout's mask given instead of drawn inside: `keep` is `[N, features]` of 0
+    /// and 1 (1 with probability 1 − dropout), and kept features are scaled by 1 / (1 − dropout)
+    /// as [`Dropout`] does. A trainer that runs parts of a batch on several threads draws the masks
+    /// on one thread, in a fixed order, so a seeded run gives the same numbers every time.
+    pub fn forward_with_dropout_mask(&self, x: Tensor<4>, keep: Tensor<2>) -> Tensor<2> {
+        let features = self.features(x);
+        let p = self.dropout.prob;
+        // As `Dropout` computes it (mask, then times 1 / (1 − p)), to the last bit.
+        let features = if p > 0.0 { features * keep * (1.0 / (1.0 - p)) } else { features };
+        self.head.forward(features)
+    }
+
+    /// Width of the pooled feature vector the head reads (the dropout mask's second dimension).
+    pub fn feature_count(&self) -> usize {
+        self.head.weight.dims()[0]
+    }
+
+    /// The dropout probability before the head.
+    pub fn dropout_prob(&self) -> f64 {
+        self.dropout.prob
+    }
+
+    /// `[N, 1, 48, 48]` → the globally pooled features `[N, feature_count]`.
+    fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.stem1.forward(x);
         let x = match (&self.stem2, &self.down) {
             (Some(conv), _) => conv.forward(x),
@@ -228,7 +255,6 @@ impl ExpressionNet {
             Some(block) => block.forward(x),
             None => x,
         };
-        let x = self.gap.forward(x).flatten::<2>(1, 3);
-        self.head.forward(self.dropout.forward(x))
+        self.gap.forward(x).flatten::<2>(1, 3)
     }
 }

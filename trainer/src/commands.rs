@@ -494,6 +494,9 @@ fn train_args(cfg: &TrainConfig) -> String {
         cmd +=
             &format!(" --teacher {} --distill-weight {} --distill-temperature {}", t.teacher, t.weight, t.temperature);
     }
+    if cfg.lanes != d.lanes {
+        cmd += &format!(" --lanes {}", cfg.lanes);
+    }
     if cfg.seed != d.seed {
         cmd += &format!(" --seed {}", cfg.seed);
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use mien::classify::{ExpressionNet, ExpressionNetConfig};
@@ -70,6 +70,23 @@ pub struct TrainConfig {
     /// Knowledge distillation: also learn the soft predictions of a trained teacher model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<Distill>,
+    /// Threads each training step is split over, each with its share of the batch. 1, the
+    /// default and what configs saved before there was a choice mean: the whole batch on one
+    /// thread, as every earlier run trained.
+    ///
+    /// On the CPU, one training step's tensor ops leave the cores idle about a third
+    /// of the time (ops too small to parallelise, and the gaps between ops). With `lanes` = n the
+    /// batch is cut into n parts, each run forward and backward on its own thread with its own fork
+    /// of the network (fresh autodiff leaves, so the parts' graphs never merge and wait on one lock),
+    /// and the parts fill each other's gaps. The batch's gradient is the sum of the parts' (each
+    /// part's loss weighted by its share of the images), as for the whole batch, except that batch
+    /// norm normalises each part by its own statistics ("ghost batches") and the running statistics
+    /// follow the parts' mean. Everything random (augmentation, dropout masks) is drawn on the main
+    /// thread in a fixed order, so a seeded run gives the same numbers every time, resumed or not.
+    /// It is a training setting, saved with the run, not the machine's core count: the same command
+    /// trains the same network everywhere.
+    #[serde(default = "one_lane", skip_serializing_if = "is_one_lane")]
+    pub lanes: usize,
 }
 
 /// Knowledge distillation (Hinton et al., 2015): the student also matches a larger teacher's
@@ -106,6 +123,7 @@ impl TrainConfig {
         )?;
         check((0.0..1.0).contains(&self.dropout), format!("--dropout {} (expected 0 ≤ p < 1)", self.dropout))?;
         check((0.0..=1.0).contains(&self.augment), format!("--augment {} (expected 0–1)", self.augment))?;
+        check((1..=8).contains(&self.lanes), format!("--lanes {} (expected 1–8)", self.lanes))?;
         check(
             (0.0..1.0).contains(&self.label_smoothing),
             format!("--label-smoothing {} (expected 0 ≤ a < 1)", self.label_smoothing),
@@ -155,8 +173,17 @@ impl Default for TrainConfig {
             last_epoch: false,
             no_validation: false,
             distill: None,
+            lanes: 1,
         }
     }
+}
+
+fn one_lane() -> usize {
+    1
+}
+
+fn is_one_lane(n: &usize) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -501,6 +528,106 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// One thread's part of a training step: its own fork of the network (fresh autodiff leaves, so
+/// the parts' graphs stay apart and never wait on one lock), its images, and the dropout mask
+/// drawn for them on the main thread.
+struct Part {
+    net: ExpressionNet,
+    x: Tensor<4>,
+    /// The dropout mask with several lanes; with one, dropout draws its own inside the network,
+    /// as it always did.
+    keep: Option<Tensor<2>>,
+    idx: Vec<usize>,
+    labels: Vec<usize>,
+    /// This part's share of the batch's images: its loss is weighted by it.
+    share: f32,
+}
+
+/// A part's gradients (of its weighted loss), its loss × images and its correct answers.
+struct PartDone {
+    grads: GradientsParams,
+    weighted_loss: Tensor<1>,
+    hits: Tensor<1, Int>,
+}
+
+/// What a training thread needs to turn a [`Part`] into gradients: the loss and its inputs. Each
+/// thread owns a copy.
+#[derive(Clone)]
+struct PartLoss<'a> {
+    train: &'a [Example],
+    num_classes: usize,
+    cfg: &'a TrainConfig,
+    loss_fn: burn::nn::loss::CrossEntropyLoss,
+    soft_targets: bool,
+    weights: Vec<f32>,
+    teacher: Option<(ExpressionNet, &'a Distill)>,
+    device: Device,
+}
+
+impl PartLoss<'_> {
+    fn run(&self, p: Part) -> PartDone {
+        let (device, num_classes) = (&self.device, self.num_classes);
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new(p.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [p.labels.len()]),
+            device,
+        );
+        // The teacher sees the same augmented images, without autodiff: a constant target.
+        let taught = self.teacher.as_ref().map(|(t, d)| {
+            let log_soft = burn::tensor::activation::log_softmax(t.forward(p.x.clone().inner()) / d.temperature, 1);
+            (log_soft.clone().exp().autodiff(), log_soft.autodiff())
+        });
+        let logits = match p.keep {
+            Some(keep) => p.net.forward_with_dropout_mask(p.x, keep),
+            None => p.net.forward(p.x),
+        };
+        // Counted on the device and read back every few steps: on a GPU each read is a round
+        // trip that stalls the queue.
+        let hits = logits.clone().detach().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum();
+        let logits_student = logits.clone();
+        let loss = if self.soft_targets {
+            let mut t = Vec::with_capacity(p.idx.len() * num_classes);
+            for &i in &p.idx {
+                match &self.train[i].soft {
+                    Some(s) if s.len() == num_classes => t.extend_from_slice(s),
+                    _ => t.extend((0..num_classes).map(|c| if c == self.train[i].label { 1.0 } else { 0.0 })),
+                }
+            }
+            let target = Tensor::<2>::from_data(TensorData::new(t, [p.idx.len(), num_classes]), device);
+            let w: Vec<f32> =
+                p.labels.iter().map(|&l| if self.cfg.class_weights { self.weights[l] } else { 1.0 }).collect();
+            let w_sum: f32 = w.iter().sum::<f32>().max(1e-6);
+            let w = Tensor::<1>::from_data(TensorData::new(w, [p.idx.len()]), device);
+            let per_image = (target * burn::tensor::activation::log_softmax(logits, 1)).sum_dim(1).flatten::<1>(0, 1);
+            (per_image * w).sum().neg() / w_sum
+        } else {
+            self.loss_fn.forward(logits, y)
+        };
+        let loss = match (taught, &self.teacher) {
+            (Some((soft, log_soft)), Some((_, d))) => {
+                // KL(teacher ‖ student) at temperature T, times T²: zero when they agree.
+                let t = d.temperature;
+                let student = burn::tensor::activation::log_softmax(logits_student / t, 1);
+                let distill = (soft * (log_soft - student)).sum_dim(1).mean() * (t * t);
+                loss * (1.0 - d.weight) + distill * d.weight
+            }
+            _ => loss,
+        };
+        let weighted_loss = loss.clone().detach() * p.labels.len() as f32;
+        let loss = if p.share == 1.0 { loss } else { loss * p.share };
+        let grads = GradientsParams::from_grads(loss.backward(), &p.net);
+        PartDone { grads, weighted_loss, hits }
+    }
+}
+
+/// Draws every lazily initialised parameter now, on this thread, in the network's order.
+struct Materialise;
+
+impl ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 /// Trains on `train`, selecting the model on `val` (if any). With `checkpoint_dir`, writes a
 /// checkpoint after every epoch ([`CheckpointFiles`]: each file written to a temporary file, then
 /// renamed; `state.json` last) and resumes from the committed one when `resume` is set.
@@ -586,173 +713,184 @@ pub fn train(
         None => None,
     };
 
-    for epoch in state.epoch..cfg.epochs {
-        let started = Instant::now();
-        device.seed(epoch_seed(cfg.seed, epoch));
-        // A per-epoch generator: resuming at epoch k replays exactly what an uninterrupted run does.
-        let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        rng.shuffle(&mut order);
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-        let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
-        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let global = epoch * steps_per_epoch + step;
-            // Cosine decay with a short linear warm-up.
-            let warm = steps_per_epoch.min(total_steps / 10).max(1);
-            let lr = if global < warm {
-                cfg.lr * (global + 1) as f64 / warm as f64
-            } else {
-                let t = (global - warm) as f64 / (total_steps - warm).max(1) as f64;
-                cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
-            };
-            let (x, labels) = batch(train, idx, cfg, Some(&mut rng), &device);
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [labels.len()]),
-                &device,
-            );
-            // The teacher sees the same augmented batch, without autodiff: a constant target.
-            let taught = teacher.as_ref().map(|(t, d)| {
-                let log_soft = burn::tensor::activation::log_softmax(t.forward(x.clone().inner()) / d.temperature, 1);
-                (log_soft.clone().exp().autodiff(), log_soft.autodiff())
-            });
-            let logits = net.forward(x);
-            // Counted on the device and read back every few steps (below): on a GPU each read is
-            // a round trip that stalls the queue.
-            let hits = logits.clone().detach().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum();
-            let logits_student = logits.clone();
-            let loss = if soft_targets {
-                let mut t = Vec::with_capacity(idx.len() * num_classes);
-                for &i in idx {
-                    match &train[i].soft {
-                        Some(s) if s.len() == num_classes => t.extend_from_slice(s),
-                        _ => t.extend((0..num_classes).map(|c| if c == train[i].label { 1.0 } else { 0.0 })),
+    let part_loss = PartLoss {
+        train,
+        num_classes,
+        cfg,
+        loss_fn,
+        soft_targets,
+        weights: weights.clone(),
+        teacher: teacher.as_ref().map(|(t, d)| (t.clone(), *d)),
+        device: device.clone(),
+    };
+    let net = std::thread::scope(|scope| -> Result<ExpressionNet> {
+        let mut net = net;
+        let lanes: Vec<_> = (0..cfg.lanes)
+            .map(|_| {
+                let (to_thread, jobs) = std::sync::mpsc::channel::<Part>();
+                let (results, from_thread) = std::sync::mpsc::channel::<PartDone>();
+                let part_loss = part_loss.clone();
+                scope.spawn(move || {
+                    for part in jobs {
+                        if results.send(part_loss.run(part)).is_err() {
+                            break;
+                        }
                     }
+                });
+                (to_thread, from_thread)
+            })
+            .collect();
+        for epoch in state.epoch..cfg.epochs {
+            let started = Instant::now();
+            device.seed(epoch_seed(cfg.seed, epoch));
+            // A fresh network is drawn here, after the first epoch's seed, not by whichever thread
+            // first touches it.
+            net.visit(&mut Materialise);
+            // A per-epoch generator: resuming at epoch k replays exactly what an uninterrupted run does.
+            let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut order: Vec<usize> = (0..train.len()).collect();
+            rng.shuffle(&mut order);
+            let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+            let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
+            for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+                let global = epoch * steps_per_epoch + step;
+                // Cosine decay with a short linear warm-up.
+                let warm = steps_per_epoch.min(total_steps / 10).max(1);
+                let lr = if global < warm {
+                    cfg.lr * (global + 1) as f64 / warm as f64
+                } else {
+                    let t = (global - warm) as f64 / (total_steps - warm).max(1) as f64;
+                    cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+                };
+                // The batch in `lanes` parts, one per thread (see [`TrainConfig::lanes`]). Everything random is
+                // drawn here, in order: augmentation, then each part's dropout mask.
+                let parts: Vec<&[usize]> = idx.chunks(idx.len().div_ceil(cfg.lanes)).collect();
+                for (part, lane) in parts.iter().zip(&lanes) {
+                    let (x, labels) = batch(train, part, cfg, Some(&mut rng), &device);
+                    let (net, keep) = if cfg.lanes == 1 {
+                        (net.clone(), None)
+                    } else {
+                        let keep = Tensor::<2>::random(
+                            [part.len(), net.feature_count()],
+                            burn::tensor::Distribution::Bernoulli(1.0 - net.dropout_prob()),
+                            &device,
+                        );
+                        (net.clone().fork(&device), Some(keep))
+                    };
+                    let job =
+                        Part { net, x, keep, idx: part.to_vec(), labels, share: part.len() as f32 / idx.len() as f32 };
+                    lane.0.send(job).map_err(|_| anyhow::anyhow!("a training thread stopped"))?;
                 }
-                let target = Tensor::<2>::from_data(TensorData::new(t, [idx.len(), num_classes]), &device);
-                let w: Vec<f32> = labels.iter().map(|&l| if cfg.class_weights { weights[l] } else { 1.0 }).collect();
-                let w_sum: f32 = w.iter().sum::<f32>().max(1e-6);
-                let w = Tensor::<1>::from_data(TensorData::new(w, [idx.len()]), &device);
-                let per_image =
-                    (target * burn::tensor::activation::log_softmax(logits, 1)).sum_dim(1).flatten::<1>(0, 1);
-                (per_image * w).sum().neg() / w_sum
-            } else {
-                loss_fn.forward(logits, y)
-            };
-            let loss = match (taught, &teacher) {
-                (Some((soft, log_soft)), Some((_, d))) => {
-                    // KL(teacher ‖ student) at temperature T, times T²: zero when they agree.
-                    let t = d.temperature;
-                    let student = burn::tensor::activation::log_softmax(logits_student / t, 1);
-                    let distill = (soft * (log_soft - student)).sum_dim(1).mean() * (t * t);
-                    loss * (1.0 - d.weight) + distill * d.weight
+                let mut summed = GradientsAccumulator::<ExpressionNet>::new();
+                for lane in lanes.iter().take(parts.len()) {
+                    let done = lane.1.recv().map_err(|_| anyhow::anyhow!("a training thread stopped"))?;
+                    summed.accumulate(&net, done.grads);
+                    pending = Some(match pending.take() {
+                        Some((l, c)) => (l + done.weighted_loss, c + done.hits),
+                        None => (done.weighted_loss, done.hits),
+                    });
                 }
-                _ => loss,
-            };
-            let weighted = loss.clone().detach() * labels.len() as f32;
-            pending = Some(match pending.take() {
-                Some((l, c)) => (l + weighted, c + hits),
-                None => (weighted, hits),
+                seen += idx.len();
+                net = optim.step(lr, net, summed.grads());
+                // A fixed cadence, not a timer: the sums must group the same way in a resumed run.
+                if (step + 1) % READ_BACK_STEPS == 0 || step + 1 == steps_per_epoch {
+                    if let Some((l, c)) = pending.take() {
+                        loss_sum += l.into_scalar::<f32>() as f64;
+                        correct += c.into_scalar::<i64>() as usize;
+                    }
+                } else {
+                    continue;
+                }
+                if !quiet {
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let rate = seen as f64 / elapsed.max(1e-9);
+                    let remaining = (train.len() - seen) as f64 / rate
+                        + (cfg.epochs - epoch - 1) as f64 * train.len() as f64 / rate;
+                    let done = seen * 30 / train.len();
+                    eprint!(
+                        "\repoch {:>3}/{} [{}{}] {:>6}/{} loss {:.3} acc {:5.1}% {:5.0} img/s ETA {} ",
+                        epoch + 1,
+                        cfg.epochs,
+                        "=".repeat(done),
+                        " ".repeat(30 - done),
+                        seen,
+                        train.len(),
+                        loss_sum / seen as f64,
+                        100.0 * correct as f64 / seen as f64,
+                        rate,
+                        hms(remaining)
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let inference = net.valid();
+            let val_accuracy = (!val.is_empty()).then(|| {
+                let p = predict(&inference, val, cfg, Inference::FlipAverage);
+                p.iter().zip(val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
             });
-            seen += labels.len();
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(lr, net, grads);
-            // A fixed cadence, not a timer: the sums must group the same way in a resumed run.
-            if (step + 1) % READ_BACK_STEPS == 0 || step + 1 == steps_per_epoch {
-                if let Some((l, c)) = pending.take() {
-                    loss_sum += l.into_scalar::<f32>() as f64;
-                    correct += c.into_scalar::<i64>() as usize;
-                }
-            } else {
-                continue;
-            }
-            if !quiet {
-                let elapsed = started.elapsed().as_secs_f64();
-                let rate = seen as f64 / elapsed.max(1e-9);
-                let remaining =
-                    (train.len() - seen) as f64 / rate + (cfg.epochs - epoch - 1) as f64 * train.len() as f64 / rate;
-                let done = seen * 30 / train.len();
-                eprint!(
-                    "\repoch {:>3}/{} [{}{}] {:>6}/{} loss {:.3} acc {:5.1}% {:5.0} img/s ETA {} ",
-                    epoch + 1,
-                    cfg.epochs,
-                    "=".repeat(done),
-                    " ".repeat(30 - done),
-                    seen,
-                    train.len(),
-                    loss_sum / seen as f64,
-                    100.0 * correct as f64 / seen as f64,
-                    rate,
-                    hms(remaining)
-                );
-                let _ = std::io::stderr().flush();
-            }
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let inference = net.valid();
-        let val_accuracy = (!val.is_empty()).then(|| {
-            let p = predict(&inference, val, cfg, Inference::FlipAverage);
-            p.iter().zip(val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
-        });
-        let stats = EpochStats {
-            epoch: epoch + 1,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_accuracy,
-            images_per_second: seen as f64 / seconds,
-            seconds,
-            device: Some(crate::compute::description()),
-        };
-        if !quiet {
-            eprintln!(
-                "\repoch {:>3}/{}: loss {:.3}, train acc {:.1}%, val acc {}, {:.0} img/s, {:.0} s{}",
-                stats.epoch,
-                cfg.epochs,
-                stats.train_loss,
-                100.0 * stats.train_accuracy,
-                val_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
-                stats.images_per_second,
+            let stats = EpochStats {
+                epoch: epoch + 1,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_accuracy: correct as f64 / seen.max(1) as f64,
+                val_accuracy,
+                images_per_second: seen as f64 / seconds,
                 seconds,
-                " ".repeat(20)
-            );
-        }
-        state.history.push(stats);
-        state.epoch = epoch + 1;
-        state.param_ids = param_ids(&net);
-        let improved = cfg.last_epoch
-            || match (val_accuracy, state.best_val) {
-                (Some(v), Some(b)) => v > b,
-                (Some(_), None) => true,
-                (None, _) => true,
+                device: Some(crate::compute::description()),
             };
-        if improved {
-            state.best_val = val_accuracy;
-            state.best_epoch = epoch + 1;
-            best_net = Some(net.clone());
-        }
-        if let Some(files) = &files {
-            save_weights(&net, &files.last(state.epoch))?;
-            if improved {
-                save_weights(&net, &files.best(state.best_epoch))?;
-            }
-            let opt = files.optimizer(state.epoch);
-            let tmp = opt.with_extension("tmp");
-            optim.save(&tmp).map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
-            std::fs::rename(&tmp, &opt)?;
-            // Fault injection for the tests: a window in which the new epoch's files exist but
-            // are not yet committed, to kill the run mid-checkpoint.
-            if let Some(ms) = std::env::var("MIEN_FAULT_CHECKPOINT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-            }
-            write_atomic(&files.state(), &serde_json::to_vec_pretty(&state)?)?;
-            files.prune(&state);
-        }
-        if cfg.patience > 0 && val_accuracy.is_some() && epoch + 1 - state.best_epoch >= cfg.patience {
             if !quiet {
-                eprintln!("early stop: no better validation accuracy for {} epochs", cfg.patience);
+                eprintln!(
+                    "\repoch {:>3}/{}: loss {:.3}, train acc {:.1}%, val acc {}, {:.0} img/s, {:.0} s{}",
+                    stats.epoch,
+                    cfg.epochs,
+                    stats.train_loss,
+                    100.0 * stats.train_accuracy,
+                    val_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
+                    stats.images_per_second,
+                    seconds,
+                    " ".repeat(20)
+                );
             }
-            break;
+            state.history.push(stats);
+            state.epoch = epoch + 1;
+            state.param_ids = param_ids(&net);
+            let improved = cfg.last_epoch
+                || match (val_accuracy, state.best_val) {
+                    (Some(v), Some(b)) => v > b,
+                    (Some(_), None) => true,
+                    (None, _) => true,
+                };
+            if improved {
+                state.best_val = val_accuracy;
+                state.best_epoch = epoch + 1;
+                best_net = Some(net.clone());
+            }
+            if let Some(files) = &files {
+                save_weights(&net, &files.last(state.epoch))?;
+                if improved {
+                    save_weights(&net, &files.best(state.best_epoch))?;
+                }
+                let opt = files.optimizer(state.epoch);
+                let tmp = opt.with_extension("tmp");
+                optim.save(&tmp).map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
+                std::fs::rename(&tmp, &opt)?;
+                // Fault injection for the tests: a window in which the new epoch's files exist but
+                // are not yet committed, to kill the run mid-checkpoint.
+                if let Some(ms) = std::env::var("MIEN_FAULT_CHECKPOINT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                write_atomic(&files.state(), &serde_json::to_vec_pretty(&state)?)?;
+                files.prune(&state);
+            }
+            if cfg.patience > 0 && val_accuracy.is_some() && epoch + 1 - state.best_epoch >= cfg.patience {
+                if !quiet {
+                    eprintln!("early stop: no better validation accuracy for {} epochs", cfg.patience);
+                }
+                break;
+            }
         }
-    }
+        Ok(net)
+    })?;
     let best = best_net.unwrap_or(net);
     Ok(Trained { net: best.valid(), history: state.history, best_epoch: state.best_epoch })
 }

@@ -9,6 +9,10 @@ mod common;
 use common::{dataset, TempDir};
 
 fn train(data: &Path, out: &Path, resume: bool) -> Command {
+    train_in_lanes(data, out, resume, 1)
+}
+
+fn train_in_lanes(data: &Path, out: &Path, resume: bool, lanes: usize) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mien-trainer"));
     c.args(["train", "--epochs", "6", "--batch-size", "8", "--patience", "0", "--seed", "7", "--data"])
         .arg(data)
@@ -16,7 +20,8 @@ fn train(data: &Path, out: &Path, resume: bool) -> Command {
         .arg(out)
         .env("RAYON_NUM_THREADS", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .args(["--lanes", &lanes.to_string()]);
     if resume {
         c.arg("--resume");
     }
@@ -62,8 +67,8 @@ fn state_epoch(state: &Path) -> u64 {
 }
 
 /// Spawns a run and SIGKILLs it the moment `ready` says so; returns the checkpoint folder.
-fn kill_when(data: &Path, out: &Path, pause_ms: Option<u64>, ready: impl Fn(&Path) -> bool) -> PathBuf {
-    let mut cmd = train(data, out, false);
+fn kill_when(data: &Path, out: &Path, lanes: usize, pause_ms: Option<u64>, ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let mut cmd = train_in_lanes(data, out, false, lanes);
     if let Some(ms) = pause_ms {
         cmd.env("MIEN_FAULT_CHECKPOINT_PAUSE_MS", ms.to_string());
     }
@@ -94,8 +99,8 @@ fn assert_committed_checkpoint_whole(ckpt: &Path) -> u64 {
     epoch
 }
 
-fn resume_and_compare(data: &Path, killed: &Path, straight: &Path) {
-    let out = train(data, killed, true).output().unwrap();
+fn resume_and_compare(data: &Path, killed: &Path, straight: &Path, lanes: usize) {
+    let out = train_in_lanes(data, killed, true, lanes).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("resuming after epoch"), "{log}");
@@ -112,29 +117,40 @@ fn resume_and_compare(data: &Path, killed: &Path, straight: &Path) {
 
 #[test]
 fn killed_and_resumed_runs_end_like_an_uninterrupted_one() {
-    let tmp = TempDir::new("resume");
+    kill_resume_and_compare(1);
+}
+
+/// The same with each step split over two threads (`--lanes 2`): what the threads compute must
+/// not depend on which of them runs first.
+#[test]
+fn killed_and_resumed_two_lane_runs_end_like_an_uninterrupted_one() {
+    kill_resume_and_compare(2);
+}
+
+fn kill_resume_and_compare(lanes: usize) {
+    let tmp = TempDir::new(&format!("resume-{lanes}"));
     let data = tmp.0.join("data");
     dataset(&data);
 
     let straight = tmp.0.join("straight");
-    let out = train(&data, &straight, false).output().unwrap();
+    let out = train_in_lanes(&data, &straight, false, lanes).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // 1. Killed mid-epoch: once two epochs are committed, during the third.
     let mid_epoch = tmp.0.join("mid-epoch");
-    let ckpt = kill_when(&data, &mid_epoch, None, |c| state_epoch(&c.join("state.json")) >= 2);
+    let ckpt = kill_when(&data, &mid_epoch, lanes, None, |c| state_epoch(&c.join("state.json")) >= 2);
     assert!(assert_committed_checkpoint_whole(&ckpt) >= 2);
-    resume_and_compare(&data, &mid_epoch, &straight);
+    resume_and_compare(&data, &mid_epoch, &straight, lanes);
 
     // 2. Killed mid-checkpoint: epoch 3's weights and optimizer state are written, state.json
     // (the commit) is not. The resumed run must redo epoch 3 from epoch 2's files, not mix them.
     let mid_ckpt = tmp.0.join("mid-checkpoint");
-    let ckpt = kill_when(&data, &mid_ckpt, Some(3000), |c| {
+    let ckpt = kill_when(&data, &mid_ckpt, lanes, Some(3000), |c| {
         c.join("optimizer-0003.bpk").exists() && state_epoch(&c.join("state.json")) == 2
     });
     assert!(ckpt.join("last-0003.safetensors").exists(), "the kill came before epoch 3's weights were written");
     assert_eq!(assert_committed_checkpoint_whole(&ckpt), 2);
-    resume_and_compare(&data, &mid_ckpt, &straight);
+    resume_and_compare(&data, &mid_ckpt, &straight, lanes);
     // Only the committed checkpoint is left: older epochs and temporaries are pruned.
     let mut left: Vec<String> =
         std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
