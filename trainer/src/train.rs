@@ -725,7 +725,9 @@ pub fn train(
     };
     let net = std::thread::scope(|scope| -> Result<ExpressionNet> {
         let mut net = net;
-        let lanes: Vec<_> = (0..cfg.lanes)
+        // One lane runs on this thread; more get a thread each.
+        let threads = if cfg.lanes > 1 { cfg.lanes } else { 0 };
+        let lanes: Vec<_> = (0..threads)
             .map(|_| {
                 let (to_thread, jobs) = std::sync::mpsc::channel::<Part>();
                 let (results, from_thread) = std::sync::mpsc::channel::<PartDone>();
@@ -743,9 +745,12 @@ pub fn train(
         for epoch in state.epoch..cfg.epochs {
             let started = Instant::now();
             device.seed(epoch_seed(cfg.seed, epoch));
-            // A fresh network is drawn here, after the first epoch's seed, not by whichever thread
-            // first touches it.
-            net.visit(&mut Materialise);
+            if cfg.lanes > 1 {
+                // A fresh network is drawn here, after the first epoch's seed, not by whichever
+                // thread first touches it. (One lane draws it in its first forward pass, dropout's
+                // mask between the layers and the head, as runs always did.)
+                net.visit(&mut Materialise);
+            }
             // A per-epoch generator: resuming at epoch k replays exactly what an uninterrupted run does.
             let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut order: Vec<usize> = (0..train.len()).collect();
@@ -765,7 +770,8 @@ pub fn train(
                 // The batch in `lanes` parts, one per thread (see [`TrainConfig::lanes`]). Everything random is
                 // drawn here, in order: augmentation, then each part's dropout mask.
                 let parts: Vec<&[usize]> = idx.chunks(idx.len().div_ceil(cfg.lanes)).collect();
-                for (part, lane) in parts.iter().zip(&lanes) {
+                let mut inline = None;
+                for (k, part) in parts.iter().enumerate() {
                     let (x, labels) = batch(train, part, cfg, Some(&mut rng), &device);
                     let (net, keep) = if cfg.lanes == 1 {
                         (net.clone(), None)
@@ -779,11 +785,21 @@ pub fn train(
                     };
                     let job =
                         Part { net, x, keep, idx: part.to_vec(), labels, share: part.len() as f32 / idx.len() as f32 };
-                    lane.0.send(job).map_err(|_| anyhow::anyhow!("a training thread stopped"))?;
+                    match lanes.get(k) {
+                        Some(lane) => lane.0.send(job).map_err(|_| anyhow::anyhow!("a training thread stopped"))?,
+                        // One lane: on this thread, as every run before lanes trained.
+                        None => inline = Some(part_loss.run(job)),
+                    }
                 }
                 let mut summed = GradientsAccumulator::<ExpressionNet>::new();
-                for lane in lanes.iter().take(parts.len()) {
-                    let done = lane.1.recv().map_err(|_| anyhow::anyhow!("a training thread stopped"))?;
+                for k in 0..parts.len() {
+                    let done = match (inline.take(), lanes.get(k)) {
+                        (Some(done), _) => done,
+                        (None, Some(lane)) => {
+                            lane.1.recv().map_err(|_| anyhow::anyhow!("a training thread stopped"))?
+                        }
+                        (None, None) => anyhow::bail!("part {k} of the batch went to no thread"),
+                    };
                     summed.accumulate(&net, done.grads);
                     pending = Some(match pending.take() {
                         Some((l, c)) => (l + done.weighted_loss, c + done.hits),
