@@ -767,8 +767,8 @@ pub fn train(
                     let t = (global - warm) as f64 / (total_steps - warm).max(1) as f64;
                     cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
                 };
-                // The batch in `lanes` parts, one per thread (see [`TrainConfig::lanes`]). Everything random is
-                // drawn here, in order: augmentation, then each part's dropout mask.
+                // The batch in `lanes` parts, one per thread (see [`TrainConfig::lanes`]). Everything
+                // random is drawn here, in order: augmentation, then each part's dropout mask.
                 let parts: Vec<&[usize]> = idx.chunks(idx.len().div_ceil(cfg.lanes)).collect();
                 let mut inline = None;
                 for (k, part) in parts.iter().enumerate() {
