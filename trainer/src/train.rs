@@ -306,7 +306,13 @@ impl CheckpointFiles {
 /// The committed state of a checkpoint folder.
 fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join("state.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (is {} a run's checkpoints folder, <train --out>/checkpoints?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a mien checkpoint state", path.display()))
 }
 
