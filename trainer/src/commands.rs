@@ -280,7 +280,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, kee
     std::fs::create_dir_all(out)?;
     let checkpoints = out.join("checkpoints");
     let lineage = lineage(cfg, &checkpoints, !resume)?;
-    let keep = crate::train::Checkpoints { dir: &checkpoints, keep_epochs };
+    let keep = crate::train::Checkpoints { dir: checkpoints.clone(), keep_epochs };
     let trained = train(&tr, &val, labels.len(), cfg, Some(&keep), resume, false)?;
     let mut reproduce = lineage.reproduce.clone() + &reproduce_command(&dataset.root, cfg, out);
     if keep_epochs {
@@ -324,24 +324,17 @@ pub fn average_model(
     );
     eprintln!("averaging the weights of epochs {first} to {last} ({} files)", files.len());
     let mean = crate::average::average_weights(&files, &cfg, num_classes)?;
-    let accuracy = |net: &mien::classify::ExpressionNet| -> Option<f64> {
-        (!val.is_empty()).then(|| {
-            let p = crate::train::predict(net, &val, &cfg, crate::train::Inference::FlipAverage);
-            p.iter().zip(&val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
-        })
-    };
-    let averaged_statistics = accuracy(&mean);
+    let averaged_statistics = crate::train::accuracy(&mean, &val, &cfg);
     let net = crate::average::refresh_batch_norm(mean, &tr, &cfg, bn_batches);
-    let refreshed = accuracy(&net);
+    let refreshed = crate::train::accuracy(&net, &val, &cfg);
     let pct =
         |v: Option<f64>| v.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "- (no validation split)".into());
+    // The earliest epoch with the highest validation accuracy.
     let best =
-        history.iter().filter_map(|h| h.val_accuracy.map(|v| (h.epoch, v))).fold(None, |b: Option<(usize, f64)>, x| {
-            match b {
-                Some(b) if b.1 >= x.1 => Some(b),
-                _ => Some(x),
-            }
-        });
+        history
+            .iter()
+            .filter_map(|h| h.val_accuracy.map(|v| (h.epoch, v)))
+            .reduce(|best, x| if x.1 > best.1 { x } else { best });
     for h in &history[first - 1..last] {
         eprintln!("  epoch {:>3}: validation {}", h.epoch, pct(h.val_accuracy));
     }

@@ -251,15 +251,8 @@ fn param_ids(net: &ExpressionNet) -> Vec<u64> {
 /// `state.json` (renamed into place last) is the commit point: a run killed anywhere, even
 /// between two files of one checkpoint, leaves `state.json` naming a complete, consistent set,
 /// never this epoch's weights beside last epoch's optimizer.
-struct CheckpointFiles {
-    dir: PathBuf,
-    /// Keep every epoch's `last-NNNN` weights, not only the newest (for [`crate::average`]).
-    keep_epochs: bool,
-}
-
-/// Where a run keeps its checkpoints, and whether it keeps every epoch's weights there.
-pub struct Checkpoints<'a> {
-    pub dir: &'a Path,
+pub struct Checkpoints {
+    pub dir: PathBuf,
     /// Keep `last-NNNN.safetensors` of every epoch (1.3 MB each for the shipped width), so that
     /// `average` can take the mean of the last few. Not a training setting: a run resumed with
     /// or without it trains the same.
@@ -271,7 +264,7 @@ pub fn epoch_weights(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("last-{epoch:04}.safetensors"))
 }
 
-impl CheckpointFiles {
+impl Checkpoints {
     fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
@@ -319,7 +312,7 @@ fn read_state(dir: &Path) -> Result<CheckpointState> {
 /// The settings, output count, epoch history and best weights file of a checkpoint folder.
 pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats>, PathBuf)> {
     let state = read_state(dir)?;
-    let best = CheckpointFiles { dir: dir.to_path_buf(), keep_epochs: false }.best(state.best_epoch);
+    let best = Checkpoints { dir: dir.to_path_buf(), keep_epochs: false }.best(state.best_epoch);
     Ok((state.config, state.num_classes, state.history, best))
 }
 
@@ -394,6 +387,15 @@ pub fn predict(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig, how
         .iter()
         .map(|p| p.iter().enumerate().fold(0, |best, (i, &q)| if q > p[best] { i } else { best }))
         .collect()
+}
+
+/// Share of `examples` that `net` answers right, as the app asks it ([`Inference::FlipAverage`]);
+/// `None` without examples (a run without a validation split).
+pub fn accuracy(net: &ExpressionNet, examples: &[Example], cfg: &TrainConfig) -> Option<f64> {
+    (!examples.is_empty()).then(|| {
+        let p = predict(net, examples, cfg, Inference::FlipAverage);
+        p.iter().zip(examples).filter(|(p, e)| **p == e.label).count() as f64 / examples.len() as f64
+    })
 }
 
 /// Confusion matrix of `net` on `examples`, answering as the app does ([`Inference::FlipAverage`]).
@@ -661,9 +663,8 @@ pub fn train(
         history: Vec::new(),
         param_ids: Vec::new(),
     };
-    let files = checkpoints.map(|c| {
-        let _ = std::fs::create_dir_all(c.dir);
-        CheckpointFiles { dir: c.dir.to_path_buf(), keep_epochs: c.keep_epochs }
+    let files = checkpoints.inspect(|c| {
+        let _ = std::fs::create_dir_all(&c.dir);
     });
     if resume {
         if let Some(files) = files.as_ref().filter(|f| f.state().exists()) {
@@ -719,16 +720,8 @@ pub fn train(
         None => None,
     };
 
-    let part_loss = PartLoss {
-        train,
-        num_classes,
-        cfg,
-        loss_fn,
-        soft_targets,
-        weights: weights.clone(),
-        teacher: teacher.as_ref().map(|(t, d)| (t.clone(), *d)),
-        device: device.clone(),
-    };
+    let part_loss =
+        PartLoss { train, num_classes, cfg, loss_fn, soft_targets, weights, teacher, device: device.clone() };
     let net = std::thread::scope(|scope| -> Result<ExpressionNet> {
         let mut net = net;
         // One lane runs on this thread; more get a thread each.
@@ -847,10 +840,7 @@ pub fn train(
             }
             let seconds = started.elapsed().as_secs_f64();
             let inference = net.valid();
-            let val_accuracy = (!val.is_empty()).then(|| {
-                let p = predict(&inference, val, cfg, Inference::FlipAverage);
-                p.iter().zip(val).filter(|(p, e)| **p == e.label).count() as f64 / val.len() as f64
-            });
+            let val_accuracy = accuracy(&inference, val, cfg);
             let stats = EpochStats {
                 epoch: epoch + 1,
                 train_loss: loss_sum / seen.max(1) as f64,
