@@ -100,7 +100,7 @@ fn write_report(path: &Path, value: &serde_json::Value) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::write(&tmp, crate::json::pretty(value)?)?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("report written to {}", path.display());
     Ok(())
@@ -376,7 +376,7 @@ pub fn average_model(
         "best_epoch": best.map(|b| b.0),
         "best_epoch_val_accuracy": best.map(|b| b.1),
     });
-    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::write(&manifest_path, crate::json::pretty(&manifest)?)?;
     Ok(())
 }
 
@@ -620,7 +620,7 @@ pub fn write_model(
         flip_average: true,
         info,
     };
-    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::write(&manifest_path, crate::json::pretty(&manifest)?)?;
     eprintln!(
         "model written to {} ({} labels: {:?}, {} bytes of weights)",
         out.display(),
@@ -804,7 +804,7 @@ pub fn evaluate_model(
             "split": if dataset.layout.to_string().starts_with("FER2013") { "PublicTest" } else { "all" },
             "report": report.display().to_string(),
         });
-        std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+        std::fs::write(&path, crate::json::pretty(&manifest)?)?;
         eprintln!("accuracy recorded in {}", path.display());
     }
     Ok(())

@@ -347,7 +347,7 @@ pub fn run(
             "images": examples.len(), "seed": seed, "criterion": "mean NCC of the pipeline crop with the dataset crop",
             "top": top, "default_vs_chosen": rows,
         });
-        std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+        std::fs::write(&path, crate::json::pretty(&manifest)?)?;
         eprintln!(
             "margin {:.3}, shift {:.3}, align {} written to {}",
             chosen.margin,
@@ -394,8 +394,7 @@ pub fn run(
     if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(report, serde_json::to_vec_pretty(&value)?)
-        .with_context(|| format!("writing {}", report.display()))?;
+    std::fs::write(report, crate::json::pretty(&value)?).with_context(|| format!("writing {}", report.display()))?;
     eprintln!("report written to {}", report.display());
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod cv;
 pub mod datasets;
 pub mod detect;
 pub mod ferplus;
+pub mod json;
 pub mod plots;
 pub mod train;
 pub mod tune;

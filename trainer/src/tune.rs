@@ -154,6 +154,6 @@ fn write(path: &Path, data: &Path, base: &TrainConfig, folds: usize, board: &[Tr
         "trials": board,
     });
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&value)?)?;
+    std::fs::write(&tmp, crate::json::pretty(&value)?)?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
