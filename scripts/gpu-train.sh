@@ -21,8 +21,13 @@ mkdir -p "$out/model/checkpoints"
 # The Vulkan loader (libvulkan1) as a .deb, unpacked into / (the machine runs commands as root).
 for f in "$bundle"/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
 ldconfig
+# NVIDIA's Vulkan driver is libGLX_nvidia, which needs glvnd's dispatch libraries (libglvnd0 and
+# the others `cargo xtask gpu-bundle` downloads); its ICD file is under the driver's own prefix.
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+[ -f "$icd" ] || icd=$(find / -xdev -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
+[ -n "$icd" ] && [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$egl"
 
 trainer=.gpu-work/bin/mien-trainer
 mkdir -p .gpu-work/bin

@@ -280,7 +280,7 @@ const DEVICE_CARRY_LIMIT: u64 = 64 << 20;
 /// which has no cargo, no network and no Vulkan loader: the trainer binary of this checkout (the
 /// dev profile every reported number was measured with, symbols stripped, xz-compressed), the
 /// datasets as one xz tarball (FER2013's JPEGs share their headers, so xz takes a third off), and Debian's
-/// libvulkan1. Prints the size against the tool's 64 MiB limit.
+/// libvulkan1 with glvnd's libraries. Prints the size against the tool's 64 MiB limit.
 fn gpu_bundle(args: &[String]) -> Result {
     let data = args.iter().position(|a| a == "--data").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let data = data.unwrap_or_else(|| root().join("../shared/data"));
@@ -313,9 +313,15 @@ fn gpu_bundle(args: &[String]) -> Result {
         ]);
         run(&mut c)?;
     }
-    if std::fs::read_dir(bundle.join("debs")).map(|mut d| d.next().is_none()).unwrap_or(true) {
+    // The Vulkan loader, and glvnd's dispatch libraries that NVIDIA's Vulkan driver
+    // (libGLX_nvidia) loads: on the first lent H200 (session 24) wgpu found the GPU with these.
+    let has_glvnd = std::fs::read_dir(bundle.join("debs"))
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libglvnd0_")))
+        .unwrap_or(false);
+    if !has_glvnd {
         let mut c = cmd("apt-get");
-        c.args(["download", "libvulkan1"]).current_dir(bundle.join("debs"));
+        c.args(["download", "libvulkan1", "libglvnd0", "libegl1", "libgl1", "libglx0", "libgles2", "libopengl0"])
+            .current_dir(bundle.join("debs"));
         run(&mut c)?;
     }
     let size = |p: &Path| {

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Fits one training run of the shipped recipe into a single lent GPU call, whose length is fixed
+# (the device tool: 10 minutes a command) while the GPU's speed is not known in advance. The
+# cosine schedule is laid out over the run's epoch count, so that count must be chosen before
+# the run starts: a 2-epoch probe measures seconds per epoch, the run gets as many epochs as the
+# time left allows, and the weight averages of its last 10, 20 and 30 % of epochs are written
+# too (the selection rule in the README's "Model selection" paragraph). Everything that matters
+# comes back as files in $OUT: the logs and one tarball of the models (the run's best epoch and
+# the averages) plus the last checkpoint, so that a later call can `--resume` it.
+#
+# Usage (device tool, carry [".device"]): BUDGET_S=540 bash scripts/gpu-fit.sh [extra train args]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+deadline=$((start + ${BUDGET_S:-540}))
+out="${OUT:-.gpu-work/out}"
+mkdir -p "$out"
+
+# Unpacks the trainer, the datasets and the Vulkan loader (gpu-train.sh's set-up); `--help` only.
+bash scripts/gpu-train.sh --help >/dev/null || exit 1
+# gpu-train.sh's driver look-up again, since its exports end with it.
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] || icd=$(find / -xdev -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
+[ -n "$icd" ] && [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+echo "gpu-fit: Vulkan driver file: ${icd:-none}"
+t=.gpu-work/bin/mien-trainer
+data=.gpu-work/data/fer2013
+recipe=(--width 1.25 --augment 0.9 --dropout 0.3 --no-class-weights --patience 0 "$@")
+
+# The probe: epoch 2 times a steady epoch (epoch 1 also compiles the GPU's kernels).
+timeout 240 "$t" train --device gpu --data "$data" --out .gpu-work/probe --epochs 2 "${recipe[@]}" 2>&1 \
+  | tr '\r' '\n' | grep -v -e '\[' -e '^ *$' >"$out/probe.log"
+cat "$out/probe.log"
+epoch_s=$(sed -n 's/^epoch *2\/2:.* \([0-9][0-9]*\) s *$/\1/p' "$out/probe.log")
+probe_end=$(date +%s)
+if [ -z "$epoch_s" ]; then
+  echo "gpu-fit: the probe did not finish two epochs"
+  ldconfig -p | grep -i -e vulkan -e nvidia -e GLdispatch | head -n 20
+  ls /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d 2>&1
+  exit 1
+fi
+# The run's start-up (dataset load, duplicate check, kernels) is what the probe took beyond its
+# two epochs; 90 s is kept for averaging and packing.
+overhead=$((probe_end - start - 2 * epoch_s))
+[ "$overhead" -lt 20 ] && overhead=20
+left=$((deadline - probe_end - overhead - 90))
+epochs=$((left / (epoch_s + 1)))
+[ "$epochs" -gt 120 ] && epochs=120
+echo "gpu-fit: ${epoch_s} s an epoch, ${left} s left for training: ${epochs} epochs"
+if [ "$epochs" -lt 5 ]; then echo "gpu-fit: too slow for a run in one call"; exit 1; fi
+
+run=.gpu-work/run
+timeout $((deadline - $(date +%s) - 75)) "$t" train --device gpu --data "$data" --out "$run" --epochs "$epochs" \
+  --keep-epochs "${recipe[@]}" 2>&1 | tr '\r' '\n' | grep -v -e '\[' -e '^ *$' >"$out/train.log"
+tail -n "$((epochs + 3))" "$out/train.log"
+
+mkdir -p .gpu-work/models
+done_epochs=$(ls "$run"/checkpoints/last-*.safetensors 2>/dev/null | wc -l)
+previous=0
+for pct in 10 20 30; do
+  n=$(((done_epochs * pct + 99) / 100))
+  # A short run rounds two shares to the same window: average each window once.
+  [ "$n" -lt 2 ] || [ "$n" -eq "$previous" ] && continue
+  previous=$n
+  first=$((done_epochs - n + 1))
+  [ $(($(date +%s) + 15)) -gt "$deadline" ] && break
+  "$t" average --data "$data" --checkpoints "$run/checkpoints" --epochs "$first-$done_epochs" \
+    --out ".gpu-work/models/avg-$first-$done_epochs" >>"$out/average.log" 2>&1
+  grep -i "val" "$out/average.log" | tail -n 2
+done
+cp -r "$run" .gpu-work/models/run
+# Only the checkpoints a resume needs travel back (all of them are 1.3 MB each).
+(cd .gpu-work/models/run/checkpoints && ls | grep -v -e "^state.json$" -e "last-$(printf %04d "$done_epochs")" \
+  -e "optimizer-$(printf %04d "$done_epochs")" -e '^best-' | xargs -r rm -f)
+tar -czf "$out/models.tar.gz" -C .gpu-work models
+ls -la "$out"
