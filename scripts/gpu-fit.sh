@@ -16,19 +16,12 @@ deadline=$((start + ${BUDGET_S:-540}))
 out="${OUT:-.gpu-work/out}"
 mkdir -p "$out"
 
-# Unpacks the trainer, the datasets and the Vulkan loader (gpu-train.sh's set-up); `--help` only.
-bash scripts/gpu-train.sh --help >/dev/null || exit 1
-# gpu-train.sh's driver look-up again, since its exports end with it.
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] || icd=$(find / -xdev -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
-[ -n "$icd" ] && [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
-echo "gpu-fit: Vulkan driver file: ${icd:-none}"
-t=.gpu-work/bin/mien-trainer
+. scripts/gpu-setup.sh
 data=.gpu-work/data/fer2013
 recipe=(--width 1.25 --augment 0.9 --dropout 0.3 --no-class-weights --patience 0 "$@")
 
 # The probe: epoch 2 times a steady epoch (epoch 1 also compiles the GPU's kernels).
-timeout 240 "$t" train --device gpu --data "$data" --out .gpu-work/probe --epochs 2 "${recipe[@]}" 2>&1 \
+timeout 240 "$trainer" train --device gpu --data "$data" --out .gpu-work/probe --epochs 2 "${recipe[@]}" 2>&1 \
   | tr '\r' '\n' | grep -v -e '\[' -e '^ *$' >"$out/probe.log"
 cat "$out/probe.log"
 epoch_s=$(sed -n 's/^epoch *2\/2:.* \([0-9][0-9]*\) s *$/\1/p' "$out/probe.log")
@@ -50,7 +43,7 @@ echo "gpu-fit: ${epoch_s} s an epoch, ${left} s left for training: ${epochs} epo
 if [ "$epochs" -lt 5 ]; then echo "gpu-fit: too slow for a run in one call"; exit 1; fi
 
 run=.gpu-work/run
-timeout $((deadline - $(date +%s) - 75)) "$t" train --device gpu --data "$data" --out "$run" --epochs "$epochs" \
+timeout $((deadline - $(date +%s) - 75)) "$trainer" train --device gpu --data "$data" --out "$run" --epochs "$epochs" \
   --keep-epochs "${recipe[@]}" 2>&1 | tr '\r' '\n' | grep -v -e '\[' -e '^ *$' >"$out/train.log"
 tail -n "$((epochs + 3))" "$out/train.log"
 
@@ -64,7 +57,7 @@ for pct in 10 20 30; do
   previous=$n
   first=$((done_epochs - n + 1))
   [ $(($(date +%s) + 15)) -gt "$deadline" ] && break
-  "$t" average --data "$data" --checkpoints "$run/checkpoints" --epochs "$first-$done_epochs" \
+  "$trainer" average --data "$data" --checkpoints "$run/checkpoints" --epochs "$first-$done_epochs" \
     --out ".gpu-work/models/avg-$first-$done_epochs" >>"$out/average.log" 2>&1
   grep -i "val" "$out/average.log" | tail -n 2
 done
