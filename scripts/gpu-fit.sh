@@ -17,7 +17,7 @@ out="${OUT:-.gpu-work/out}"
 mkdir -p "$out"
 
 . scripts/gpu-setup.sh
-data=.gpu-work/data/fer2013
+data="$data/fer2013" # gpu-setup.sh unpacked the datasets under $data
 recipe=(--width 1.25 --augment 0.9 --dropout 0.3 --no-class-weights --patience 0 "$@")
 
 # The probe: epoch 2 times a steady epoch (epoch 1 also compiles the GPU's kernels).
