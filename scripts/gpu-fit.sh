@@ -8,7 +8,7 @@
 # comes back as files in $OUT: the logs and one tarball of the models (the run's best epoch and
 # the averages) plus the last checkpoint, so that a later call can `--resume` it.
 #
-# Usage (device tool, carry [".device"]): BUDGET_S=540 bash scripts/gpu-fit.sh [extra train args]
+# Usage (device tool, carry [".device"]): BUDGET_S=540 bash scripts/gpu-fit.sh [train args]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -18,7 +18,17 @@ mkdir -p "$out"
 
 . scripts/gpu-setup.sh
 data="$data/fer2013" # gpu-setup.sh unpacked the datasets under $data
-recipe=(--width 1.25 --augment 0.9 --dropout 0.3 --no-class-weights --patience 0 "$@")
+# The shipped recipe; an extra argument replaces its default (the trainer refuses an option given
+# twice), so `--width 3 --teacher assets/model` trains a wider network, or distils into this one.
+recipe=(--no-class-weights --patience 0)
+defaults=(--width 1.25 --augment 0.9 --dropout 0.3)
+for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+  case " $* " in
+    *" ${defaults[i]} "* | *" ${defaults[i]}="*) ;;
+    *) recipe+=("${defaults[i]}" "${defaults[i + 1]}") ;;
+  esac
+done
+recipe+=("$@")
 
 # The probe: epoch 2 times a steady epoch (epoch 1 also compiles the GPU's kernels).
 timeout 240 "$trainer" train --device gpu --data "$data" --out .gpu-work/probe --epochs 2 "${recipe[@]}" 2>&1 \
