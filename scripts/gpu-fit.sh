@@ -73,7 +73,6 @@ for pct in 10 20 30; do
 done
 cp -r "$run" .gpu-work/models/run
 # Only the checkpoints a resume needs travel back (all of them are 1.3 MB each).
-(cd .gpu-work/models/run/checkpoints && ls | grep -v -e "^state.json$" -e "last-$(printf %04d "$done_epochs")" \
-  -e "optimizer-$(printf %04d "$done_epochs")" -e '^best-' | xargs -r rm -f)
+"$trainer" prune --checkpoints .gpu-work/models/run/checkpoints
 tar -czf "$out/models.tar.gz" -C .gpu-work models
 ls -la "$out"

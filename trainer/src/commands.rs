@@ -748,6 +748,55 @@ pub fn holdout_examples(dataset: &mut Dataset, manifest: &ModelManifest) -> Resu
         .collect())
 }
 
+/// Evaluates a saved model folder on the validation split its training run held out: the split is
+/// rebuilt from the manifest's `train_config` (seed, labels, input size) exactly as `train` and
+/// `average` build it, and scored as the app scores (the classifier, with its test-time flip).
+pub fn evaluate_on_validation(model: Option<&Path>, data: &Path, report: &Path, other_labels: bool) -> Result<()> {
+    anyhow::ensure!(
+        !other_labels,
+        "--validation scores with the labels the model trained on (its train_config); leave out --ferplus"
+    );
+    let model = model.map(Path::to_path_buf).unwrap_or_else(shipped_model_dir);
+    let classifier = load_classifier(&model)?;
+    let cfg: TrainConfig = classifier
+        .manifest()
+        .info
+        .get("train_config")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .with_context(|| format!("{}/manifest.json: train_config is not a training configuration", model.display()))?
+        .with_context(|| {
+            format!("{}/manifest.json has no train_config: which split was validation is not known", model.display())
+        })?;
+    anyhow::ensure!(!cfg.no_validation, "{} was trained without a validation split (--no-validation)", model.display());
+    let split = training_split(data, &cfg)?;
+    let manifest = classifier.manifest();
+    let examples: Vec<Example> = split
+        .val
+        .into_iter()
+        .map(|e| {
+            let label = manifest.labels.iter().position(|l| *l == split.labels[e.label]);
+            label.map(|label| Example { label, ..e }).with_context(|| {
+                format!("{} has the label {:?}, which the model does not", data.display(), split.labels[e.label])
+            })
+        })
+        .collect::<Result<_>>()?;
+    eprintln!(
+        "evaluating on the validation split of the model's training run (seed {}): {} images",
+        cfg.seed,
+        examples.len()
+    );
+    let m = evaluate_classifier(&classifier, &examples)?;
+    print_report("validation", &m);
+    let mut r = Report::from_confusion(&m);
+    r.meta.insert("kind".into(), "validation".into());
+    r.meta.insert("model".into(), model_label(&model).into());
+    r.meta.insert("dataset".into(), data.display().to_string().into());
+    r.meta.insert("flip_average".into(), manifest.flip_average.into());
+    write_report(report, &serde_json::to_value(&r)?)
+}
+
 /// Evaluates a saved model folder (default: the shipped one) on a dataset (its test split if it has one).
 pub fn evaluate_model(
     model: Option<&Path>,

@@ -98,6 +98,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Remove the epochs a run kept with --keep-epochs, leaving what --resume and export need
+    /// (the last checkpoint and the best epoch's weights).
+    Prune {
+        /// The run's checkpoints folder (`<train --out>/checkpoints`).
+        #[arg(long)]
+        checkpoints: PathBuf,
+    },
     /// Compact a safetensors weight file for download: large tensors to int8 with per-channel
     /// scales, the other weights to f16 (how the app ships its weights: a third of the f32 size).
     /// The app, the CLI and the trainer load either form.
@@ -119,6 +126,11 @@ enum Command {
         /// Also record the accuracy in the model's manifest (its model card).
         #[arg(long)]
         record: bool,
+        /// Score on the validation split the model's own training run held out (rebuilt from its
+        /// manifest's train_config), not the test split: for choosing between models, so that
+        /// PublicTest never chooses.
+        #[arg(long, conflicts_with = "record")]
+        validation: bool,
         #[command(flatten)]
         labels: FerPlusArgs,
     },
@@ -234,8 +246,17 @@ fn main() -> ExitCode {
         Command::Export { data, checkpoints, out } => {
             commands::export_model(&data, &checkpoints, &out).map(|_| ExitCode::SUCCESS)
         }
+        Command::Prune { checkpoints } => mien_trainer::train::prune_checkpoints(&checkpoints).map(|n| {
+            eprintln!("removed {n} files from {}", checkpoints.display());
+            ExitCode::SUCCESS
+        }),
         Command::Quantize { input, output } => commands::quantize_file(&input, &output).map(|_| ExitCode::SUCCESS),
-        Command::Evaluate { model, data, report, record, labels } => {
+        // clap refuses --record beside --validation: a model card's metrics are test figures.
+        Command::Evaluate { model, data, report, validation: true, labels, .. } => {
+            commands::evaluate_on_validation(model.as_deref(), &data, &report, labels.labels().is_some())
+                .map(|_| ExitCode::SUCCESS)
+        }
+        Command::Evaluate { model, data, report, record, validation: false, labels } => {
             commands::evaluate_model(model.as_deref(), &data, &report, record, labels.labels().as_ref())
                 .map(|_| ExitCode::SUCCESS)
         }

@@ -309,6 +309,17 @@ fn read_state(dir: &Path) -> Result<CheckpointState> {
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a mien checkpoint state", path.display()))
 }
 
+/// Reduces a run's checkpoints folder to what `--resume` and `export` need (the committed state,
+/// its last weights and optimizer state, the best epoch's weights), dropping the epochs that
+/// `--keep-epochs` kept for `average`. Returns the number of files removed.
+pub fn prune_checkpoints(dir: &Path) -> Result<usize> {
+    let state = read_state(dir)?;
+    let count = || std::fs::read_dir(dir).map(|e| e.count()).unwrap_or(0);
+    let before = count();
+    Checkpoints { dir: dir.to_path_buf(), keep_epochs: false }.prune(&state);
+    Ok(before.saturating_sub(count()))
+}
+
 /// The settings, output count, epoch history and best weights file of a checkpoint folder.
 pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats>, PathBuf)> {
     let state = read_state(dir)?;
@@ -875,7 +886,7 @@ pub fn train(
             if improved {
                 state.best_val = val_accuracy;
                 state.best_epoch = epoch + 1;
-                best_net = Some(net.clone());
+                best_net = Some(snapshot(&net, cfg, num_classes, &device));
             }
             if let Some(files) = &files {
                 save_weights(&net, &files.last(state.epoch))?;
@@ -905,6 +916,15 @@ pub fn train(
     })?;
     let best = best_net.unwrap_or(net);
     Ok(Trained { net: best.valid(), history: state.history, best_epoch: state.best_epoch })
+}
+
+/// A copy of `net` that further training leaves alone. A clone is not one: burn keeps batch norm's
+/// running statistics behind a shared lock, so a clone kept as "the best epoch" would leave the
+/// run with that epoch's weights beside the last epoch's statistics (as every model this trainer
+/// wrote from a run whose best epoch was not its last did, until session 25). A copy through the
+/// module's record owns its statistics.
+fn snapshot(net: &ExpressionNet, cfg: &TrainConfig, num_classes: usize, device: &Device) -> ExpressionNet {
+    cfg.net_config(num_classes).init(device).load_record(net.clone().into_record())
 }
 
 fn hms(seconds: f64) -> String {

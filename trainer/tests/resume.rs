@@ -213,6 +213,80 @@ fn average_writes_the_mean_of_the_kept_epochs() {
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     assert!(a != b, "the averaged weights equal the run's own");
 
+    // `prune` leaves what a resume and an export need, as a run without --keep-epochs would.
+    let pruned = tmp.0.join("pruned");
+    copy_dir(&ckpt, &pruned);
+    let out = Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
+        .arg("prune")
+        .arg("--checkpoints")
+        .arg(&pruned)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut left: Vec<String> =
+        std::fs::read_dir(&pruned).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    let best = left.iter().find(|n| n.starts_with("best-")).cloned();
+    assert_eq!(
+        left,
+        [best.unwrap_or_default().as_str(), "last-0006.safetensors", "optimizer-0006.bpk", "state.json"],
+        "{left:?}"
+    );
+    let export = |checkpoints: &Path, out: &str| {
+        let model = tmp.0.join(out);
+        let done = Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
+            .arg("export")
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoints")
+            .arg(checkpoints)
+            .arg("--out")
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        tensors(&std::fs::read(model.join("classifier.safetensors")).unwrap())
+    };
+    let whole = export(&ckpt, "exported-whole");
+    assert!(export(&pruned, "exported") == whole, "pruning changed the exported model");
+    // The run's own model is its best epoch whole, batch norm's running statistics included, not
+    // that epoch's weights beside the last epoch's statistics.
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).unwrap()).unwrap();
+    let best_epoch = state["best_epoch"].as_u64().unwrap();
+    assert!(best_epoch < 6, "this check needs a run whose best epoch ({best_epoch}) is not its last");
+    assert!(
+        whole == tensors(&std::fs::read(run.join("classifier.safetensors")).unwrap()),
+        "the run's model is not its best epoch's checkpoint"
+    );
+    // `evaluate --validation` scores the model as the app does on the split its run held out:
+    // the best epoch's validation accuracy, as the run measured it.
+    let report = tmp.0.join("validation.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
+        .args(["evaluate", "--validation", "--model"])
+        .arg(&run)
+        .arg("--data")
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scored: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let measured = state["history"][best_epoch as usize - 1]["val_accuracy"].as_f64().unwrap();
+    // (Reports round to nine decimals.)
+    let scored = scored["accuracy"].as_f64().unwrap();
+    assert!((scored - measured).abs() < 1e-6, "validation {scored} as scored, {measured} as the run measured it");
+    let out = Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
+        .arg("prune")
+        .arg("--checkpoints")
+        .arg(&tmp.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // A folder that is not a run's checkpoints is refused, and nothing in it is touched.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a run's checkpoints folder"), "{out:?}");
+    assert!(tmp.0.join("run").join("classifier.safetensors").exists());
+
     let out = average(&data, &ckpt, "5-9", &tmp.0.join("late"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has finished epochs 1 to 6"));
@@ -240,4 +314,12 @@ fn tensors(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
             (k.clone(), data[s..e].to_vec())
         })
         .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
