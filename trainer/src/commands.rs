@@ -742,10 +742,21 @@ pub fn holdout_examples(dataset: &mut Dataset, manifest: &ModelManifest) -> Resu
         eprintln!("{} images of labels the model does not have are left out", before - dataset.samples.len());
     }
     let (examples, _, labels) = examples_of(dataset, &manifest.crop)?;
-    Ok(examples
+    in_model_order(examples, &labels, manifest)
+}
+
+/// `examples` labelled by index into `labels` (a dataset's order), re-labelled by index into the
+/// model's; a label the model does not have is an error.
+fn in_model_order(examples: Vec<Example>, labels: &[Emotion], manifest: &ModelManifest) -> Result<Vec<Example>> {
+    examples
         .into_iter()
-        .map(|e| Example { label: manifest.labels.iter().position(|l| *l == labels[e.label]).unwrap_or(0), ..e })
-        .collect())
+        .map(|e| {
+            let label = manifest.labels.iter().position(|l| *l == labels[e.label]);
+            label
+                .map(|label| Example { label, ..e })
+                .with_context(|| format!("the dataset has the label {:?}, which the model does not", labels[e.label]))
+        })
+        .collect()
 }
 
 /// Evaluates a saved model folder on the validation split its training run held out: the split is
@@ -772,16 +783,7 @@ pub fn evaluate_on_validation(model: Option<&Path>, data: &Path, report: &Path, 
     anyhow::ensure!(!cfg.no_validation, "{} was trained without a validation split (--no-validation)", model.display());
     let split = training_split(data, &cfg)?;
     let manifest = classifier.manifest();
-    let examples: Vec<Example> = split
-        .val
-        .into_iter()
-        .map(|e| {
-            let label = manifest.labels.iter().position(|l| *l == split.labels[e.label]);
-            label.map(|label| Example { label, ..e }).with_context(|| {
-                format!("{} has the label {:?}, which the model does not", data.display(), split.labels[e.label])
-            })
-        })
-        .collect::<Result<_>>()?;
+    let examples = in_model_order(split.val, &split.labels, manifest)?;
     eprintln!(
         "evaluating on the validation split of the model's training run (seed {}): {} images",
         cfg.seed,
