@@ -276,16 +276,19 @@ fn average_writes_the_mean_of_the_kept_epochs() {
     // (Reports round to nine decimals.)
     let scored = scored["accuracy"].as_f64().unwrap();
     assert!((scored - measured).abs() < 1e-6, "validation {scored} as scored, {measured} as the run measured it");
+    // A folder without a run's state is refused, and even files named like checkpoints stay.
+    let stranger = tmp.0.join("not-a-run");
+    std::fs::create_dir_all(&stranger).unwrap();
+    std::fs::write(stranger.join("last-0001.safetensors"), b"someone else's file").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
         .arg("prune")
         .arg("--checkpoints")
-        .arg(&tmp.0)
+        .arg(&stranger)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    // A folder that is not a run's checkpoints is refused, and nothing in it is touched.
     assert!(String::from_utf8_lossy(&out.stderr).contains("a run's checkpoints folder"), "{out:?}");
-    assert!(tmp.0.join("run").join("classifier.safetensors").exists());
+    assert!(stranger.join("last-0001.safetensors").exists());
 
     let out = average(&data, &ckpt, "5-9", &tmp.0.join("late"));
     assert!(!out.status.success());
