@@ -282,7 +282,7 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, kee
     let lineage = lineage(cfg, &checkpoints, !resume)?;
     let keep = crate::train::Checkpoints { dir: checkpoints.clone(), keep_epochs };
     let trained = train(&tr, &val, labels.len(), cfg, Some(&keep), resume, false)?;
-    let mut reproduce = lineage.reproduce.clone() + &reproduce_command(&dataset.root, cfg, out);
+    let mut reproduce = lineage.reproduce(&dataset.root, cfg, out);
     if keep_epochs {
         reproduce += " --keep-epochs";
     }
@@ -352,9 +352,8 @@ pub fn average_model(
     let lineage = lineage(&cfg, checkpoints, false)?;
     let run_dir = checkpoints.parent().unwrap_or(checkpoints);
     let reproduce = format!(
-        "{}{} --keep-epochs && {TRAINER} average --data {} --checkpoints {} --epochs {first}-{last} --bn-batches {bn_batches} --out {}",
-        lineage.reproduce,
-        reproduce_command(&dataset.root, &cfg, run_dir),
+        "{} --keep-epochs && {TRAINER} average --data {} --checkpoints {} --epochs {first}-{last} --bn-batches {bn_batches} --out {}",
+        lineage.reproduce(&dataset.root, &cfg, run_dir),
         data.display(),
         checkpoints.display(),
         out.display()
@@ -391,6 +390,37 @@ struct Lineage {
     reproduce: String,
     /// The `--init` model's history, epoch by epoch (empty without one).
     init_history: Vec<crate::train::EpochStats>,
+    /// Each `--init` or `--teacher` folder as given, beside the folder its `reproduce` commands
+    /// write it to (their last `--out`). The run's own command names the second: the folder given
+    /// is often `assets/model`, which holds another model once this run's model is shipped there.
+    #[serde(default)]
+    made_in: Vec<(String, String)>,
+}
+
+impl Lineage {
+    /// The commands that reproduce a run with `cfg` on `data` into `out`: those of the models it
+    /// builds on, then its own, naming them where those commands write them.
+    fn reproduce(&self, data: &Path, cfg: &TrainConfig, out: &Path) -> String {
+        let mut cfg = cfg.clone();
+        let made_in = |dir: &mut String| {
+            if let Some((_, chain_out)) = self.made_in.iter().find(|(given, _)| given == dir) {
+                dir.clone_from(chain_out);
+            }
+        };
+        if let Some(init) = cfg.init.as_mut() {
+            made_in(init);
+        }
+        if let Some(d) = cfg.distill.as_mut() {
+            made_in(&mut d.teacher);
+        }
+        format!("{}{}", self.reproduce, reproduce_command(data, &cfg, out))
+    }
+}
+
+/// The folder a chain of `reproduce` commands writes its model to: its last `--out`.
+fn chain_output(steps: &str) -> Option<String> {
+    let (_, after) = steps.rsplit_once(" --out ")?;
+    after.split_whitespace().next().map(str::to_owned)
 }
 
 /// The run's [`Lineage`]: `fresh` reads it from the model folders (a new run); otherwise the one
@@ -398,7 +428,12 @@ struct Lineage {
 fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage> {
     let kept = checkpoints.join("lineage.json");
     if !fresh {
-        if let Some(l) = std::fs::read(&kept).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        if let Some(mut l) = std::fs::read(&kept).ok().and_then(|b| serde_json::from_slice::<Lineage>(&b).ok()) {
+            // Kept before `made_in` existed: with one model to build on, its chain is all of it.
+            let given: Vec<&String> = cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher)).collect();
+            if let ([dir], true, Some(out)) = (given.as_slice(), l.made_in.is_empty(), chain_output(&l.reproduce)) {
+                l.made_in.push(((*dir).clone(), out));
+            }
             return Ok(l);
         }
     }
@@ -412,6 +447,9 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
     }
     for dir in cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher)) {
         if let Some(steps) = manifest(dir).as_ref().and_then(|m| m["info"]["reproduce"].as_str().map(str::to_owned)) {
+            if let Some(out) = chain_output(&steps) {
+                lineage.made_in.push((dir.clone(), out));
+            }
             lineage.reproduce += &steps;
             lineage.reproduce += " && ";
         }
@@ -651,9 +689,8 @@ pub fn export_model(data: &Path, checkpoints: &Path, out: &Path) -> Result<()> {
     crate::plots::curves_png(&png, &lineage.init_history, &history)?;
     eprintln!("learning curves written to {}", png.display());
     let reproduce = format!(
-        "{}{} && {TRAINER} export --data {} --checkpoints {} --out {}",
-        lineage.reproduce,
-        reproduce_command(&dataset.root, &cfg, run_dir),
+        "{} && {TRAINER} export --data {} --checkpoints {} --out {}",
+        lineage.reproduce(&dataset.root, &cfg, run_dir),
         data.display(),
         checkpoints.display(),
         out.display()
