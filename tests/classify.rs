@@ -39,8 +39,17 @@ fn shipped_model_is_small_and_describes_itself() {
     assert_eq!(m.input_size, 48);
     assert_eq!(m.labels.len(), 7, "FER2013's seven emotions: {:?}", m.labels);
     assert!(!m.labels.contains(&Emotion::Contempt));
-    for key in ["training_data", "licences", "reproduce", "history", "train_counts"] {
+    for key in ["training_data", "licences", "reproduce", "history", "train_counts", "metrics"] {
         assert!(m.info.contains_key(key), "manifest info lacks {key}");
+    }
+    // Its test figures are those of the committed reports, as `evaluate --record` writes them: a
+    // model copied in without them, or reports left from another model, fail here.
+    for (key, report) in [("fer2013", "fer2013_publictest.json"), ("CK+48", "ckplus_shipped.json")] {
+        let recorded = &m.info["metrics"][key];
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(repo().join("reports").join(report)).unwrap()).unwrap();
+        assert_eq!(recorded["accuracy"], report["accuracy"], "{key}: the manifest says {recorded}");
+        assert_eq!(recorded["macro_f1"], report["macro_f1"], "{key}: the manifest says {recorded}");
     }
 }
 
