@@ -417,6 +417,11 @@ impl Lineage {
     }
 }
 
+/// The model folders a run builds on: its `--init`, then its `--teacher`.
+fn built_on(cfg: &TrainConfig) -> impl Iterator<Item = &String> {
+    cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher))
+}
+
 /// The folder a chain of `reproduce` commands writes its model to: its last `--out`.
 fn chain_output(steps: &str) -> Option<String> {
     let (_, after) = steps.rsplit_once(" --out ")?;
@@ -430,7 +435,7 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
     if !fresh {
         if let Some(mut l) = std::fs::read(&kept).ok().and_then(|b| serde_json::from_slice::<Lineage>(&b).ok()) {
             // Kept before `made_in` existed: with one model to build on, its chain is all of it.
-            let given: Vec<&String> = cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher)).collect();
+            let given: Vec<&String> = built_on(cfg).collect();
             if let ([dir], true, Some(out)) = (given.as_slice(), l.made_in.is_empty(), chain_output(&l.reproduce)) {
                 l.made_in.push(((*dir).clone(), out));
             }
@@ -445,7 +450,7 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
         // A run from random weights builds on nothing: no file to keep.
         return Ok(lineage);
     }
-    for dir in cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher)) {
+    for dir in built_on(cfg) {
         if let Some(steps) = manifest(dir).as_ref().and_then(|m| m["info"]["reproduce"].as_str().map(str::to_owned)) {
             if let Some(out) = chain_output(&steps) {
                 lineage.made_in.push((dir.clone(), out));
