@@ -276,6 +276,9 @@ pub fn training_split(data: &Path, cfg: &TrainConfig) -> Result<TrainingSplit> {
 /// weights stay in the checkpoints folder, for [`average_model`].
 pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, keep_epochs: bool) -> Result<()> {
     let TrainingSplit { dataset, train: tr, val, labels } = training_split(data, cfg)?;
+    if let Some(d) = &cfg.distill {
+        d.teachers.iter().try_for_each(|t| check_teacher(Path::new(t), cfg, &labels))?;
+    }
     eprintln!("training on {} images, validating on {}", tr.len(), val.len());
     std::fs::create_dir_all(out)?;
     let checkpoints = out.join("checkpoints");
@@ -288,6 +291,50 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, kee
     }
     crate::plots::curves_png(&out.join("learning_curves.png"), &lineage.init_history, &trained.history)?;
     write_model(out, &trained.net, cfg, &labels, &trained.history, &lineage.init_history, &dataset, tr.len(), reproduce)
+}
+
+/// Refuses a teacher that would make a distillation run's numbers wrong, saying why: one whose
+/// outputs are other labels or in another order (its probabilities would teach the wrong
+/// classes), or, where the run holds out validation images, one that trained on them (another
+/// seed's split, other FERPlus labels, or none held out): the student would learn those images'
+/// answers from it and score too well on them.
+fn check_teacher(dir: &Path, cfg: &TrainConfig, labels: &[Emotion]) -> Result<()> {
+    let json = std::fs::read(dir.join("manifest.json"))
+        .with_context(|| format!("reading the teacher's {}/manifest.json", dir.display()))?;
+    let manifest = ModelManifest::from_json(&json).with_context(|| format!("the teacher {}", dir.display()))?;
+    anyhow::ensure!(
+        manifest.labels.len() != labels.len() || manifest.labels == labels,
+        "the teacher {} has the labels {:?}, this run {:?} (the same, in the same order, are needed)",
+        dir.display(),
+        manifest.labels,
+        labels
+    );
+    if cfg.no_validation {
+        return Ok(());
+    }
+    let taught: Option<TrainConfig> =
+        manifest.info.get("train_config").cloned().and_then(|c| serde_json::from_value(c).ok());
+    match taught {
+        Some(t) if t.same_validation_split(cfg) => Ok(()),
+        Some(t) => {
+            let mode = |c: &TrainConfig| c.ferplus.as_ref().map(|f| f.mode);
+            let split = match (t.no_validation, mode(&t) == mode(cfg)) {
+                (true, _) => "no validation images held out".to_string(),
+                (false, true) => format!("the split of seed {}", t.seed),
+                (false, false) => format!("the split of seed {} with other FERPlus labels", t.seed),
+            };
+            anyhow::bail!(
+                "the teacher {} trained with {split}, this run holds out the split of seed {}: the teacher trained on \
+                 some of this run's validation images. Train the teacher with this run's --seed and labels.",
+                dir.display(),
+                cfg.seed
+            )
+        }
+        None => anyhow::bail!(
+            "the teacher {} has no train_config in its manifest: whether it trained on this run's validation images is not known",
+            dir.display()
+        ),
+    }
 }
 
 /// Writes a model folder with the mean of a run's weights after epochs `first..=last` (kept by
@@ -411,15 +458,15 @@ impl Lineage {
             made_in(init);
         }
         if let Some(d) = cfg.distill.as_mut() {
-            made_in(&mut d.teacher);
+            d.teachers.iter_mut().for_each(made_in);
         }
         format!("{}{}", self.reproduce, reproduce_command(data, &cfg, out))
     }
 }
 
-/// The model folders a run builds on: its `--init`, then its `--teacher`.
+/// The model folders a run builds on: its `--init`, then its `--teacher`s.
 fn built_on(cfg: &TrainConfig) -> impl Iterator<Item = &String> {
-    cfg.init.iter().chain(cfg.distill.iter().map(|d| &d.teacher))
+    cfg.init.iter().chain(cfg.distill.iter().flat_map(|d| &d.teachers))
 }
 
 /// The folder a chain of `reproduce` commands writes its model to: its last `--out`.
@@ -455,8 +502,13 @@ fn lineage(cfg: &TrainConfig, checkpoints: &Path, fresh: bool) -> Result<Lineage
             if let Some(out) = chain_output(&steps) {
                 lineage.made_in.push((dir.clone(), out));
             }
-            lineage.reproduce += &steps;
-            lineage.reproduce += " && ";
+            // Two teachers may share steps (one distilled from the other): each is run once.
+            for step in steps.split(" && ") {
+                if !lineage.reproduce.split(" && ").any(|done| done == step) {
+                    lineage.reproduce += step;
+                    lineage.reproduce += " && ";
+                }
+            }
         }
     }
     if let Some(m) = cfg.init.as_deref().and_then(manifest) {
@@ -527,8 +579,10 @@ fn train_args(cfg: &TrainConfig) -> String {
         }
     }
     if let Some(t) = &cfg.distill {
-        cmd +=
-            &format!(" --teacher {} --distill-weight {} --distill-temperature {}", t.teacher, t.weight, t.temperature);
+        for teacher in &t.teachers {
+            cmd += &format!(" --teacher {teacher}");
+        }
+        cmd += &format!(" --distill-weight {} --distill-temperature {}", t.weight, t.temperature);
     }
     if cfg.lanes != d.lanes {
         cmd += &format!(" --lanes {}", cfg.lanes);
@@ -753,14 +807,38 @@ pub fn load_classifier(model: &Path) -> Result<ExpressionClassifier> {
 /// Confusion matrix of a classifier on crops, through the same code the browser runs
 /// (normalisation and test-time flip from the manifest).
 pub fn evaluate_classifier(classifier: &ExpressionClassifier, examples: &[Example]) -> Result<ConfusionMatrix> {
-    let manifest = classifier.manifest();
+    evaluate_ensemble(std::slice::from_ref(classifier), examples)
+}
+
+/// [`evaluate_classifier`] for the mean of several classifiers' probabilities (an ensemble: how
+/// a distillation run with several `--teacher`s sees them). All take the first one's crops.
+pub fn evaluate_ensemble(classifiers: &[ExpressionClassifier], examples: &[Example]) -> Result<ConfusionMatrix> {
+    let manifest = classifiers.first().context("no model to evaluate")?.manifest();
+    for other in &classifiers[1..] {
+        let o = other.manifest();
+        anyhow::ensure!(
+            o.labels == manifest.labels && o.input_size == manifest.input_size,
+            "the models of an ensemble need the same labels and input size: {:?} {}×{} and {:?} {}×{}",
+            manifest.labels,
+            manifest.input_size,
+            manifest.input_size,
+            o.labels,
+            o.input_size,
+            o.input_size
+        );
+    }
     let mut m = ConfusionMatrix::new(label_names(&manifest.labels));
     for chunk in examples.chunks(256) {
         let crops: Vec<FaceCrop> =
             chunk.iter().map(|e| FaceCrop { size: manifest.input_size, pixels: e.pixels.clone() }).collect();
         let refs: Vec<&FaceCrop> = crops.iter().collect();
-        let probs = classifier.classify(&refs)?;
-        for (p, e) in probs.iter().zip(chunk) {
+        let mut sum = vec![vec![0.0f32; manifest.labels.len()]; chunk.len()];
+        for classifier in classifiers {
+            for (s, p) in sum.iter_mut().zip(classifier.classify(&refs)?) {
+                s.iter_mut().zip(p).for_each(|(s, p)| *s += p);
+            }
+        }
+        for (p, e) in sum.iter().zip(chunk) {
             m.add(e.label, argmax(p));
         }
     }
@@ -804,38 +882,69 @@ fn in_model_order(examples: Vec<Example>, labels: &[Emotion], manifest: &ModelMa
 /// Evaluates a saved model folder on the validation split its training run held out: the split is
 /// rebuilt from the manifest's `train_config` (seed, labels, input size) exactly as `train` and
 /// `average` build it, and scored as the app scores (the classifier, with its test-time flip).
-pub fn evaluate_on_validation(model: Option<&Path>, data: &Path, report: &Path, other_labels: bool) -> Result<()> {
+///
+/// With several models, scores the mean of their probabilities (an ensemble, such as the
+/// teachers of a distillation run). Their runs must have held out the same split (the same
+/// seed, with validation): otherwise one model's validation images trained another.
+pub fn evaluate_on_validation(models: &[PathBuf], data: &Path, report: &Path, other_labels: bool) -> Result<()> {
     anyhow::ensure!(
         !other_labels,
         "--validation scores with the labels the model trained on (its train_config); leave out --ferplus"
     );
-    let model = model.map(Path::to_path_buf).unwrap_or_else(shipped_model_dir);
-    let classifier = load_classifier(&model)?;
-    let cfg: TrainConfig = classifier
-        .manifest()
-        .info
-        .get("train_config")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .with_context(|| format!("{}/manifest.json: train_config is not a training configuration", model.display()))?
-        .with_context(|| {
-            format!("{}/manifest.json has no train_config: which split was validation is not known", model.display())
-        })?;
-    anyhow::ensure!(!cfg.no_validation, "{} was trained without a validation split (--no-validation)", model.display());
-    let split = training_split(data, &cfg)?;
-    let manifest = classifier.manifest();
+    let models = if models.is_empty() { vec![shipped_model_dir()] } else { models.to_vec() };
+    let mut classifiers = Vec::new();
+    let mut configs = Vec::new();
+    for model in &models {
+        let classifier = load_classifier(model)?;
+        let cfg: TrainConfig = classifier
+            .manifest()
+            .info
+            .get("train_config")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .with_context(|| {
+                format!("{}/manifest.json: train_config is not a training configuration", model.display())
+            })?
+            .with_context(|| {
+                format!(
+                    "{}/manifest.json has no train_config: which split was validation is not known",
+                    model.display()
+                )
+            })?;
+        anyhow::ensure!(
+            !cfg.no_validation,
+            "{} was trained without a validation split (--no-validation)",
+            model.display()
+        );
+        classifiers.push(classifier);
+        configs.push(cfg);
+    }
+    let cfg = &configs[0];
+    for (model, other) in models.iter().zip(&configs).skip(1) {
+        anyhow::ensure!(
+            other.same_validation_split(cfg),
+            "{} held out another validation split (seed {}) than {} (seed {}): it trained on some of the images scored",
+            model.display(),
+            other.seed,
+            models[0].display(),
+            cfg.seed
+        );
+    }
+    let split = training_split(data, cfg)?;
+    let manifest = classifiers[0].manifest();
     let examples = in_model_order(split.val, &split.labels, manifest)?;
     eprintln!(
         "evaluating on the validation split of the model's training run (seed {}): {} images",
         cfg.seed,
         examples.len()
     );
-    let m = evaluate_classifier(&classifier, &examples)?;
+    let m = evaluate_ensemble(&classifiers, &examples)?;
     print_report("validation", &m);
     let mut r = Report::from_confusion(&m);
     r.meta.insert("kind".into(), "validation".into());
-    r.meta.insert("model".into(), model_label(&model).into());
+    let labels: Vec<String> = models.iter().map(|m| model_label(m)).collect();
+    r.meta.insert("model".into(), labels.join(" + ").into());
     r.meta.insert("dataset".into(), data.display().to_string().into());
     r.meta.insert("flip_average".into(), manifest.flip_average.into());
     write_report(report, &serde_json::to_value(&r)?)

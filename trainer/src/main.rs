@@ -116,9 +116,11 @@ enum Command {
     },
     /// Evaluate a saved model on a dataset (its test split, where it has one).
     Evaluate {
-        /// Model folder (classifier.safetensors + manifest.json); default: the model the web app ships.
+        /// Model folder (classifier.safetensors + manifest.json); default: the model the web app
+        /// ships. With --validation it may be given more than once: the mean of the models'
+        /// probabilities is scored (an ensemble, such as a distillation run's teachers).
         #[arg(long)]
-        model: Option<PathBuf>,
+        model: Vec<PathBuf>,
         #[arg(long)]
         data: PathBuf,
         #[arg(long, default_value = "reports/evaluate.json")]
@@ -253,13 +255,25 @@ fn main() -> ExitCode {
         Command::Quantize { input, output } => commands::quantize_file(&input, &output).map(|_| ExitCode::SUCCESS),
         // clap refuses --record beside --validation: a model card's metrics are test figures.
         Command::Evaluate { model, data, report, validation: true, labels, .. } => {
-            commands::evaluate_on_validation(model.as_deref(), &data, &report, labels.labels().is_some())
+            commands::evaluate_on_validation(&model, &data, &report, labels.labels().is_some())
                 .map(|_| ExitCode::SUCCESS)
         }
-        Command::Evaluate { model, data, report, record, validation: false, labels } => {
-            commands::evaluate_model(model.as_deref(), &data, &report, record, labels.labels().as_ref())
-                .map(|_| ExitCode::SUCCESS)
-        }
+        Command::Evaluate { model, data, report, record, validation: false, labels } => match model.as_slice() {
+            [] | [_] => commands::evaluate_model(
+                model.first().map(PathBuf::as_path),
+                &data,
+                &report,
+                record,
+                labels.labels().as_ref(),
+            )
+            .map(|_| ExitCode::SUCCESS),
+            // A test split chooses nothing: an ensemble is a candidate (of teachers), not a model
+            // the app can load.
+            _ => Err(anyhow::anyhow!(
+                "--model is given {} times: an ensemble of models is scored on validation only (add --validation)",
+                model.len()
+            )),
+        },
     };
     match result {
         Ok(code) => code,
@@ -327,9 +341,10 @@ struct TrainArgs {
     #[arg(long)]
     no_validation: bool,
     /// Knowledge distillation: also learn this trained model's softened predictions (a model
-    /// folder with the same labels, input and normalisation; any width).
+    /// folder with the same labels, input and normalisation; any width). Given more than once,
+    /// the mean of the teachers' predictions (an ensemble's).
     #[arg(long)]
-    teacher: Option<PathBuf>,
+    teacher: Vec<PathBuf>,
     /// Share of the loss that is distillation (with --teacher).
     #[arg(long, default_value_t = 0.7, requires = "teacher")]
     distill_weight: f32,
@@ -396,8 +411,8 @@ impl TrainArgs {
             last_epoch: self.last_epoch,
             no_validation: self.no_validation,
             lanes: self.lanes.unwrap_or(d.lanes),
-            distill: self.teacher.as_ref().map(|t| Distill {
-                teacher: t.display().to_string(),
+            distill: (!self.teacher.is_empty()).then(|| Distill {
+                teachers: self.teacher.iter().map(|t| t.display().to_string()).collect(),
                 weight: self.distill_weight,
                 temperature: self.distill_temperature,
             }),

@@ -94,9 +94,13 @@ pub struct TrainConfig {
 /// small enough for the browser's time budget can learn what only a wider one finds on its own.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Distill {
-    /// The teacher's model folder (manifest.json + classifier.safetensors, any width), trained
-    /// on the same labels, input size and normalisation.
-    pub teacher: String,
+    /// The teachers' model folders (manifest.json + classifier.safetensors, any width), trained
+    /// on the same labels, input size and normalisation. With more than one the target is the
+    /// mean of their softened probabilities: an ensemble's, which is right more often than any of
+    /// its members and costs the student nothing at inference. (Runs saved with one teacher
+    /// wrote it as `teacher`.)
+    #[serde(alias = "teacher", deserialize_with = "one_or_more")]
+    pub teachers: Vec<String>,
     /// Share of the loss that is distillation, 0 < w ≤ 1; the rest is the usual cross-entropy.
     pub weight: f32,
     /// Softmax temperature of both networks in the distillation term (the term is scaled by T²,
@@ -104,10 +108,32 @@ pub struct Distill {
     pub temperature: f32,
 }
 
+/// A list of teacher folders, or the single folder configs saved before there could be several.
+fn one_or_more<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(String),
+        More(Vec<String>),
+    }
+    Ok(match OneOrMore::deserialize(d)? {
+        OneOrMore::One(t) => vec![t],
+        OneOrMore::More(t) => t,
+    })
+}
+
 impl TrainConfig {
     /// The network this configuration trains, with `num_classes` outputs.
     pub fn net_config(&self, num_classes: usize) -> ExpressionNetConfig {
         ExpressionNetConfig::new(num_classes).with_width(self.width).with_dropout(self.dropout).with_layout(self.layout)
+    }
+
+    /// Whether a run with `other` held out the same validation images as one with these settings,
+    /// on the same dataset: the seed draws the split, over the images that FERPlus's labels (in
+    /// their mode) keep.
+    pub fn same_validation_split(&self, other: &TrainConfig) -> bool {
+        let mode = |c: &TrainConfig| c.ferplus.as_ref().map(|f| f.mode);
+        !self.no_validation && !other.no_validation && self.seed == other.seed && mode(self) == mode(other)
     }
 
     /// Refuses settings that cannot train, naming the flag, before any work starts.
@@ -140,6 +166,7 @@ impl TrainConfig {
             format!("--no-validation with --patience {}: nothing to stop early on (use --patience 0)", self.patience),
         )?;
         if let Some(d) = &self.distill {
+            check(!d.teachers.is_empty(), "--teacher: distillation needs at least one teacher".into())?;
             check(d.weight > 0.0 && d.weight <= 1.0, format!("--distill-weight {} (expected 0 < w ≤ 1)", d.weight))?;
             check(
                 d.temperature > 0.0 && d.temperature <= 100.0,
@@ -500,10 +527,10 @@ fn initial_net(cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result
     Ok(net)
 }
 
-/// The teacher of a distillation run, in inference mode on the plain (non-autodiff) training
+/// A teacher of a distillation run, in inference mode on the plain (non-autodiff) training
 /// device. Refused, naming the field, where its outputs or inputs are not the student's.
-fn load_teacher(d: &Distill, cfg: &TrainConfig, num_classes: usize) -> Result<ExpressionNet> {
-    let dir = Path::new(&d.teacher);
+fn load_teacher(dir: &str, cfg: &TrainConfig, num_classes: usize) -> Result<ExpressionNet> {
+    let dir = Path::new(dir);
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| format!("reading the teacher's {}/{name}", dir.display()))
     };
@@ -579,7 +606,7 @@ struct PartLoss<'a> {
     loss_fn: burn::nn::loss::CrossEntropyLoss,
     soft_targets: bool,
     weights: Vec<f32>,
-    teacher: Option<(ExpressionNet, &'a Distill)>,
+    teachers: Option<(Vec<ExpressionNet>, &'a Distill)>,
     device: Device,
 }
 
@@ -590,9 +617,21 @@ impl PartLoss<'_> {
             TensorData::new(p.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [p.labels.len()]),
             device,
         );
-        // The teacher sees the same augmented images, without autodiff: a constant target.
-        let taught = self.teacher.as_ref().map(|(t, d)| {
-            let log_soft = burn::tensor::activation::log_softmax(t.forward(p.x.clone().inner()) / d.temperature, 1);
+        // The teachers see the same augmented images, without autodiff: a constant target.
+        let taught = self.teachers.as_ref().map(|(teachers, d)| {
+            let log_soft = |t: &ExpressionNet| {
+                burn::tensor::activation::log_softmax(t.forward(p.x.clone().inner()) / d.temperature, 1)
+            };
+            let log_soft = match teachers.as_slice() {
+                [one] => log_soft(one),
+                // The ensemble's probabilities, their mean (kept off 0, where a probability
+                // underflowed, so that its log is finite).
+                [first, rest @ ..] => {
+                    let sum = rest.iter().fold(log_soft(first).exp(), |sum, t| sum + log_soft(t).exp());
+                    (sum / teachers.len() as f32).clamp_min(1e-30).log()
+                }
+                [] => unreachable!("TrainConfig::validate refuses distillation without a teacher"),
+            };
             (log_soft.clone().exp().autodiff(), log_soft.autodiff())
         });
         let logits = match p.keep {
@@ -621,7 +660,7 @@ impl PartLoss<'_> {
         } else {
             self.loss_fn.forward(logits, y)
         };
-        let loss = match (taught, &self.teacher) {
+        let loss = match (taught, &self.teachers) {
             (Some((soft, log_soft)), Some((_, d))) => {
                 // KL(teacher ‖ student) at temperature T, times T²: zero when they agree.
                 let t = d.temperature;
@@ -722,7 +761,10 @@ pub fn train(
     // FERPlus vote shares: cross-entropy against the soft target, each image weighted by its
     // majority class's weight (as burn's weighted loss does for hard labels).
     let soft_targets = train.iter().any(|e| e.soft.is_some());
-    let teacher = cfg.distill.as_ref().map(|d| load_teacher(d, cfg, num_classes).map(|t| (t, d))).transpose()?;
+    let teachers = match &cfg.distill {
+        Some(d) => Some((d.teachers.iter().map(|t| load_teacher(t, cfg, num_classes)).collect::<Result<Vec<_>>>()?, d)),
+        None => None,
+    };
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let total_steps = (steps_per_epoch * cfg.epochs).max(1);
@@ -732,7 +774,7 @@ pub fn train(
     };
 
     let part_loss =
-        PartLoss { train, num_classes, cfg, loss_fn, soft_targets, weights, teacher, device: device.clone() };
+        PartLoss { train, num_classes, cfg, loss_fn, soft_targets, weights, teachers, device: device.clone() };
     let net = std::thread::scope(|scope| -> Result<ExpressionNet> {
         let mut net = net;
         // One lane runs on this thread; more get a thread each.
@@ -948,11 +990,24 @@ mod tests {
         refused(TrainConfig { layout: 0, ..TrainConfig::default() }, "--layout");
         refused(TrainConfig { last_epoch: true, ..TrainConfig::default() }, "--last-epoch");
         refused(TrainConfig { no_validation: true, ..TrainConfig::default() }, "--no-validation");
-        let distill = |weight, temperature| Some(Distill { teacher: "t".into(), weight, temperature });
+        let distill = |weight, temperature| Some(Distill { teachers: vec!["t".into()], weight, temperature });
+        let untaught = Distill { teachers: vec![], weight: 0.7, temperature: 4.0 };
+        refused(TrainConfig { distill: Some(untaught), ..TrainConfig::default() }, "--teacher");
         refused(TrainConfig { distill: distill(0.0, 4.0), ..TrainConfig::default() }, "--distill-weight");
         refused(TrainConfig { distill: distill(0.7, 0.0), ..TrainConfig::default() }, "--distill-temperature");
         TrainConfig::default().validate().unwrap();
         TrainConfig { last_epoch: true, patience: 0, ..TrainConfig::default() }.validate().unwrap();
+    }
+
+    /// Runs saved with one teacher (`"teacher": DIR`) still read, as a list of one.
+    #[test]
+    fn a_config_saved_with_one_teacher_reads_as_a_list_of_one() {
+        let old = r#"{"teacher": "../runs/fer-w125-s23", "weight": 0.7, "temperature": 4.0}"#;
+        let d: Distill = serde_json::from_str(old).unwrap();
+        assert_eq!(d.teachers, ["../runs/fer-w125-s23"]);
+        let new = serde_json::to_value(&d).unwrap();
+        assert_eq!(new["teachers"], serde_json::json!(["../runs/fer-w125-s23"]));
+        assert_eq!(serde_json::from_value::<Distill>(new).unwrap(), d);
     }
 
     /// With a validation set that favours an early epoch, `last_epoch` still keeps the last.
