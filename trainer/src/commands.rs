@@ -312,29 +312,37 @@ fn check_teacher(dir: &Path, cfg: &TrainConfig, labels: &[Emotion]) -> Result<()
     if cfg.no_validation {
         return Ok(());
     }
-    let taught: Option<TrainConfig> =
-        manifest.info.get("train_config").cloned().and_then(|c| serde_json::from_value(c).ok());
-    match taught {
-        Some(t) if t.same_validation_split(cfg) => Ok(()),
-        Some(t) => {
-            let mode = |c: &TrainConfig| c.ferplus.as_ref().map(|f| f.mode);
-            let split = match (t.no_validation, mode(&t) == mode(cfg)) {
-                (true, _) => "no validation images held out".to_string(),
-                (false, true) => format!("the split of seed {}", t.seed),
-                (false, false) => format!("the split of seed {} with other FERPlus labels", t.seed),
-            };
-            anyhow::bail!(
-                "the teacher {} trained with {split}, this run holds out the split of seed {}: the teacher trained on \
-                 some of this run's validation images. Train the teacher with this run's --seed and labels.",
-                dir.display(),
-                cfg.seed
-            )
-        }
-        None => anyhow::bail!(
-            "the teacher {} has no train_config in its manifest: whether it trained on this run's validation images is not known",
-            dir.display()
-        ),
+    let t = train_config_of(&manifest, dir).with_context(|| format!("the teacher {}", dir.display()))?;
+    if t.same_validation_split(cfg) {
+        return Ok(());
     }
+    let mode = |c: &TrainConfig| c.ferplus.as_ref().map(|f| f.mode);
+    let split = match (t.no_validation, mode(&t) == mode(cfg)) {
+        (true, _) => "no validation images held out".to_string(),
+        (false, true) => format!("the split of seed {}", t.seed),
+        (false, false) => format!("the split of seed {} with other FERPlus labels", t.seed),
+    };
+    anyhow::bail!(
+        "the teacher {} trained with {split}, this run holds out the split of seed {}: the teacher trained on \
+         some of this run's validation images. Train the teacher with this run's --seed and labels.",
+        dir.display(),
+        cfg.seed
+    )
+}
+
+/// The training settings a model folder's manifest records (`train_config`): which images its
+/// run held out for validation follows from them.
+fn train_config_of(manifest: &ModelManifest, model: &Path) -> Result<TrainConfig> {
+    manifest
+        .info
+        .get("train_config")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .with_context(|| format!("{}/manifest.json: train_config is not a training configuration", model.display()))?
+        .with_context(|| {
+            format!("{}/manifest.json has no train_config: which split was validation is not known", model.display())
+        })
 }
 
 /// Writes a model folder with the mean of a run's weights after epochs `first..=last` (kept by
@@ -896,22 +904,7 @@ pub fn evaluate_on_validation(models: &[PathBuf], data: &Path, report: &Path, ot
     let mut configs = Vec::new();
     for model in &models {
         let classifier = load_classifier(model)?;
-        let cfg: TrainConfig = classifier
-            .manifest()
-            .info
-            .get("train_config")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()
-            .with_context(|| {
-                format!("{}/manifest.json: train_config is not a training configuration", model.display())
-            })?
-            .with_context(|| {
-                format!(
-                    "{}/manifest.json has no train_config: which split was validation is not known",
-                    model.display()
-                )
-            })?;
+        let cfg = train_config_of(classifier.manifest(), model)?;
         anyhow::ensure!(
             !cfg.no_validation,
             "{} was trained without a validation split (--no-validation)",
