@@ -101,33 +101,33 @@ fn a_student_learns_the_classes_from_the_teacher_alone() {
     assert!(teacher_steps.contains(" train ") && !teacher_steps.contains("--teacher"), "{teacher_steps}");
     assert!(reproduce.starts_with(&format!("{teacher_steps} && ")), "{reproduce}");
 
-    // A teacher with other outputs than the run's labels is refused, naming it.
-    let wrong = tmp.0.join("wrong-teacher");
-    copy_model(&teacher, &wrong, |m| {
-        m["labels"].as_array_mut().unwrap().pop();
+    // A teacher that does not fit the run is refused before training starts, naming it.
+    let refused = |name: &str, edit: &dyn Fn(&mut serde_json::Value), expected: &dyn Fn(&str) -> String| {
+        let model = tmp.0.join(name);
+        copy_model(&teacher, &model, edit);
+        let arg = model.display().to_string();
+        let out = trainer(&["--epochs", "1", "--teacher", &arg], &data, &tmp.0.join("refused"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(err.contains(&expected(&arg)), "{err}");
+    };
+    // One with other outputs than the run's labels.
+    refused(
+        "wrong-teacher",
+        &|m| {
+            m["labels"].as_array_mut().unwrap().pop();
+        },
+        &|arg| format!("the teacher {arg} has 2 labels, this run 3"),
+    );
+    // One with the same labels in another order: its probabilities would teach wrong classes.
+    refused("reordered-teacher", &|m| m["labels"].as_array_mut().unwrap().reverse(), &|arg| {
+        format!("the teacher {arg} has the labels")
     });
-    let wrong_arg = wrong.display().to_string();
-    let out = trainer(&["--epochs", "1", "--teacher", &wrong_arg], &data, &tmp.0.join("refused"));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains(&format!("the teacher {wrong_arg} has 2 labels, this run 3")), "{err}");
-    // As is one with the same labels in another order: its probabilities would teach wrong classes.
-    let reordered = tmp.0.join("reordered-teacher");
-    copy_model(&teacher, &reordered, |m| m["labels"].as_array_mut().unwrap().reverse());
-    let reordered_arg = reordered.display().to_string();
-    let out = trainer(&["--epochs", "1", "--teacher", &reordered_arg], &data, &tmp.0.join("refused"));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains(&format!("the teacher {reordered_arg} has the labels")), "{err}");
     // And one that held out another split (seed): it trained on some of this run's validation
     // images, which would then flatter the student.
-    let leaky = tmp.0.join("leaky-teacher");
-    copy_model(&teacher, &leaky, |m| m["info"]["train_config"]["seed"] = 6.into());
-    let leaky_arg = leaky.display().to_string();
-    let out = trainer(&["--epochs", "1", "--teacher", &leaky_arg], &data, &tmp.0.join("refused"));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("trained with the split of seed 6, this run holds out the split of seed 5"), "{err}");
+    refused("leaky-teacher", &|m| m["info"]["train_config"]["seed"] = 6.into(), &|_| {
+        "trained with the split of seed 6, this run holds out the split of seed 5".to_string()
+    });
 }
 
 #[test]
