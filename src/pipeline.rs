@@ -22,13 +22,8 @@ pub struct FaceExpression {
 impl FaceExpression {
     /// The most probable emotion's index in the label list, and its probability.
     pub fn top(&self) -> (usize, f32) {
-        self.probabilities.iter().copied().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, p)| {
-            if p > best.1 {
-                (i, p)
-            } else {
-                best
-            }
-        })
+        let i = crate::classify::argmax(&self.probabilities);
+        (i, self.probabilities.get(i).copied().unwrap_or(f32::NEG_INFINITY))
     }
 }
 

@@ -45,6 +45,13 @@ pub fn first_layout() -> u32 {
     1
 }
 
+/// The index of the most probable class (the first of equals; 0 for an empty slice), for every
+/// caller that turns probabilities into an answer: the pipeline, the trainer's evaluation, the
+/// pages.
+pub fn argmax(probabilities: &[f32]) -> usize {
+    probabilities.iter().enumerate().fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best })
+}
+
 /// Bounds of a manifest that a browser can run: anything outside is a corrupt or foreign file,
 /// refused before it can ask for a gigabyte network or a NaN-producing normalisation.
 const MAX_INPUT_SIZE: u32 = 256;
