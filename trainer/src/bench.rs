@@ -45,7 +45,7 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
     }
     // The shipped classifier on the frame's face: aligned crop + network (with the manifest's
     // mirror-image averaging, as the app runs it).
-    let classifier = crate::commands::load_classifier(&crate::commands::shipped_model_dir())?;
+    let classifier = crate::evaluate::load_classifier(&crate::evaluate::shipped_model_dir())?;
     let faces = detector(40.0)?.detect(&frame)?;
     anyhow::ensure!(!faces.is_empty(), "no face in {}", path.display());
     let classify = || mien::pipeline::classify_faces(&classifier, &frame, faces[..1].to_vec());

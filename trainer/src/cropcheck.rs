@@ -23,9 +23,11 @@ use mien::{ExpressionClassifier, Face, Frame};
 use serde::Serialize;
 
 use crate::augment::SplitMix64;
-use crate::commands::{argmax, examples_of, holdout_examples, load_classifier, open_dataset};
 use crate::detect::detector;
+use crate::evaluate::{holdout_examples, load_classifier, model_label, TestSplit};
+use crate::examples::{examples_of, open_dataset};
 use crate::train::Example;
+use mien::classify::argmax;
 
 /// Upscale factor of a dataset crop in its synthetic frame.
 const UPSCALE: u32 = 4;
@@ -298,7 +300,7 @@ pub fn run(
     let mut classifier = load_classifier(model)?;
     let side = classifier.manifest().input_size;
     if tune {
-        let mut dataset = open_dataset(data, None)?;
+        let mut dataset = open_dataset(data, None, None)?;
         dataset.samples.retain(|s| {
             !matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest"))
                 && classifier.manifest().labels.contains(&s.label)
@@ -347,7 +349,7 @@ pub fn run(
             "images": examples.len(), "seed": seed, "criterion": "mean NCC of the pipeline crop with the dataset crop",
             "top": top, "default_vs_chosen": rows,
         });
-        std::fs::write(&path, crate::json::pretty(&manifest)?)?;
+        crate::fsutil::write_atomic(&path, &crate::json::pretty(&manifest)?)?;
         eprintln!(
             "margin {:.3}, shift {:.3}, align {} written to {}",
             chosen.margin,
@@ -357,8 +359,9 @@ pub fn run(
         );
         classifier = load_classifier(model)?;
     }
-    let mut dataset = open_dataset(data, None)?;
-    let examples = sample(holdout_examples(&mut dataset, classifier.manifest())?, limit, seed);
+    let mut dataset = open_dataset(data, None, None)?;
+    let split = TestSplit::of(&dataset, None)?;
+    let examples = sample(holdout_examples(&mut dataset, classifier.manifest(), split)?, limit, seed);
     let found = detect_all(&examples, side, seed)?;
     let row = score(Some(&classifier), &examples, &found, &classifier.manifest().crop)?;
     println!("hold-out images, the model's crop convention:");
@@ -379,7 +382,7 @@ pub fn run(
     let mut value = serde_json::json!({
         "schema_version": 1,
         "kind": "crop_check",
-        "model": crate::commands::model_label(model),
+        "model": model_label(model),
         "dataset": data.display().to_string(),
         "layout": dataset.layout.to_string(),
         "seed": seed,
@@ -394,7 +397,7 @@ pub fn run(
     if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(report, crate::json::pretty(&value)?).with_context(|| format!("writing {}", report.display()))?;
+    crate::fsutil::write_atomic(report, &crate::json::pretty(&value)?)?;
     eprintln!("report written to {}", report.display());
     Ok(())
 }

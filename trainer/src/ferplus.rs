@@ -24,10 +24,16 @@ pub enum FerPlusMode {
 }
 
 /// Where a run's FER2013 labels come from when they are FERPlus's (part of a run's settings).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+#[group(requires = "ferplus.dir")]
 pub struct FerPlusLabels {
-    /// The folder holding `fer2013new.csv`.
+    /// Use FERPlus's ten-annotator votes as labels: the folder with fer2013new.csv (e.g.
+    /// ../shared/data/ferplus). A FER2013 folder also needs its fer2013_row_alignment.csv.
+    #[arg(long = "ferplus", id = "ferplus.dir", value_name = "DIR", required = false)]
     pub dir: String,
+    /// soft: train on the vote shares; majority: on the majority emotion (images without one
+    /// are dropped).
+    #[arg(long = "ferplus-mode", id = "ferplus.mode", value_name = "MODE", value_enum, default_value = "soft")]
     pub mode: FerPlusMode,
 }
 

@@ -1,5 +1,6 @@
-//! The trainer's library: dataset readers, crops, augmentation, training, cross-validation and
-//! the commands of the `mien-trainer` binary (a thin clap layer in `main.rs`).
+//! The trainer's library: dataset readers, crops, augmentation, training, evaluation, reports
+//! and the subcommands of the `mien-trainer` binary (`commands/`, one file each; `main.rs` only
+//! dispatches).
 
 pub mod augment;
 pub mod average;
@@ -11,27 +12,17 @@ pub mod crops;
 pub mod cv;
 pub mod datasets;
 pub mod detect;
+pub mod evaluate;
+pub mod examples;
 pub mod ferplus;
+pub mod fsutil;
 pub mod json;
+pub mod lineage;
+pub mod model_card;
 pub mod plots;
+pub mod report;
+pub mod results;
 pub mod train;
 pub mod tune;
 
-use std::path::{Path, PathBuf};
-
-/// The repository this trainer belongs to, for its defaults (the shipped model, the benchmark's
-/// frame) and its tests' fixtures. Cargo sets `CARGO_MANIFEST_DIR` when it runs a binary or a
-/// test, and that beats the directory the binary was compiled in: a build reused from a shared
-/// target dir (CI keeps one outside the clone) may come from another checkout, whose files are
-/// gone or another commit's. Run directly, the binary takes the current directory when that is
-/// the repository's root, and the checkout it was compiled in otherwise.
-pub fn repo_root() -> PathBuf {
-    let is_root = |d: &Path| d.join("Cargo.toml").is_file() && d.join("assets/model").is_dir();
-    let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).and_then(|d| {
-        // The trainer's or the xtask's package directory, or the workspace root itself.
-        [d.parent().map(Path::to_path_buf), Some(d)].into_iter().flatten().find(|c| is_root(c))
-    });
-    from_cargo
-        .or_else(|| std::env::current_dir().ok().filter(|d| is_root(d)))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-}
+pub use fsutil::repo_root;

@@ -6,12 +6,12 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::SplitMix64;
-use crate::commands::{examples_of, open_dataset};
 use crate::cv::subject_folds;
+use crate::examples::{examples_of, open_for_run};
 use crate::train::{evaluate, train, Example, TrainConfig};
 
 /// The search space; every trial draws each setting independently.
@@ -69,7 +69,7 @@ fn print(board: &[Trial]) {
 /// settings are kept) and writes the leaderboard, best first.
 pub fn run(data: &Path, trials: usize, folds: usize, base: &TrainConfig, leaderboard: &Path) -> Result<()> {
     anyhow::ensure!(folds >= 2, "tuning needs at least 2 validation folds");
-    let dataset = open_dataset(data, base.ferplus.as_ref())?;
+    let dataset = open_for_run(data, base)?;
     let crop = mien::CropConfig { size: base.input_size, ..mien::CropConfig::default() };
     let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
     let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
@@ -153,7 +153,5 @@ fn write(path: &Path, data: &Path, base: &TrainConfig, folds: usize, board: &[Tr
         "base": base,
         "trials": board,
     });
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, crate::json::pretty(&value)?)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    crate::fsutil::write_atomic(path, &crate::json::pretty(&value)?)
 }

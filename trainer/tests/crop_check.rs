@@ -1,8 +1,8 @@
 //! `crop-check --photos`: a face moved into a larger frame, at another scale and place, is found
 //! again where it went and cropped as before; a file that is not an image is skipped, not fatal.
 
-use mien_trainer::commands::{load_classifier, shipped_model_dir};
 use mien_trainer::cropcheck::check_photos;
+use mien_trainer::evaluate::{load_classifier, shipped_model_dir};
 
 #[test]
 fn a_portrait_moved_into_larger_frames_is_found_and_cropped_as_before() {

@@ -4,7 +4,7 @@
 //! them (it trains them), so the first test also holds folding to the same outputs within 1e-5.
 
 use mien::burn::prelude::*;
-use mien_trainer::commands::{load_classifier, shipped_model_dir};
+use mien_trainer::evaluate::{load_classifier, shipped_model_dir};
 use mien_trainer::train::{init_from, load_weights, TrainConfig};
 
 #[test]

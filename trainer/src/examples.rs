@@ -1,0 +1,133 @@
+//! From a dataset on disk to training examples: face crops (cached), labels in the model's
+//! order, FERPlus vote shares, and the split `train` makes (training images, a seeded
+//! validation part, never the dataset's test splits).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use mien::align::CropConfig;
+use mien::Emotion;
+
+use crate::crops::crops_of;
+use crate::datasets::{self, Dataset};
+use crate::detect::detector;
+use crate::ferplus::FerPlusLabels;
+use crate::train::{Example, TrainConfig};
+
+/// Examples, the subject of each, and the label list.
+pub type Examples = (Vec<Example>, Vec<Option<String>>, Vec<Emotion>);
+
+/// Examples of a dataset, with their subjects and the label list (canonical order of the
+/// emotions present). Unusable images are skipped and counted, never fatal.
+pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<Examples> {
+    let labels = dataset.labels();
+    // Full frames (the CK+ official layout, or photos in class folders) need the detector; images
+    // no larger than a face crop are used as they are.
+    let needs_detector = dataset.samples.iter().any(|s| matches!(s.pixels, datasets::Pixels::File(_)));
+    let det = if needs_detector { Some(detector(20.0)?) } else { None };
+    let cache = crop_cache_dir();
+    let crops = crops_of(&dataset.samples, crop, det.as_ref(), Some(&cache));
+    let mut examples = Vec::new();
+    let mut subjects = Vec::new();
+    let mut skipped = 0;
+    for (sample, crop) in dataset.samples.iter().zip(crops) {
+        match crop {
+            Ok(c) => {
+                examples.push(Example {
+                    pixels: c.pixels,
+                    label: labels.iter().position(|&l| l == sample.label).unwrap_or(0),
+                    soft: sample.votes.as_ref().map(|v| soft_target(v, &labels)),
+                });
+                subjects.push(sample.subject.clone());
+            }
+            Err(s) => {
+                skipped += 1;
+                if skipped <= 5 {
+                    eprintln!("skipped {}: {}", s.id, s.reason);
+                }
+            }
+        }
+    }
+    if skipped > 0 {
+        eprintln!("{skipped} of {} images skipped (unreadable or no face)", dataset.samples.len());
+    }
+    anyhow::ensure!(!examples.is_empty(), "{}: no usable images", dataset.root.display());
+    Ok((examples, subjects, labels))
+}
+
+/// Vote shares (in [`Emotion::ALL`] order) as a target over `labels`, renormalised (an emotion
+/// outside the label list gives up its share).
+fn soft_target(votes: &[f32], labels: &[Emotion]) -> Vec<f32> {
+    let v: Vec<f32> = labels.iter().map(|l| votes.get(l.index()).copied().unwrap_or(0.0)).collect();
+    let sum: f32 = v.iter().sum();
+    if sum > 0.0 {
+        v.into_iter().map(|x| x / sum).collect()
+    } else {
+        v
+    }
+}
+
+/// Where face crops of full frames are cached: `$MIEN_CACHE/crops`, default `~/.cache/mien/crops`.
+fn crop_cache_dir() -> PathBuf {
+    let base = std::env::var_os("MIEN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/mien")
+    });
+    base.join("crops")
+}
+
+/// Opens a dataset, with FERPlus's labels and a labels-override CSV (`--labels`) where asked.
+pub fn open_dataset(path: &Path, ferplus: Option<&FerPlusLabels>, overrides: Option<&str>) -> Result<Dataset> {
+    let mut d = datasets::open(path)?;
+    eprintln!("{}: recognised as {}; {} images", path.display(), d.layout, d.samples.len());
+    if let Some(f) = ferplus {
+        crate::ferplus::apply_ferplus(&mut d, Path::new(&f.dir), f.mode)?;
+    }
+    if let Some(csv) = overrides {
+        let changes = datasets::apply_overrides(&mut d, Path::new(csv))?;
+        eprintln!("{csv}: {} labels changed", changes.len());
+        for change in changes.iter().take(5) {
+            eprintln!("  {change}");
+        }
+    }
+    for note in &d.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(d)
+}
+
+/// A dataset split as `train` splits it: the images it trains on, the validation part (10 % of
+/// subjects, or samples, drawn with the run's seed; none with `--no-validation`), and the label
+/// list. Never the dataset's test splits, nor training copies of their images.
+pub struct TrainingSplit {
+    pub dataset: Dataset,
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
+    pub labels: Vec<Emotion>,
+}
+
+/// Opens a dataset with the labels a run with `cfg` trains on.
+pub fn open_for_run(data: &Path, cfg: &TrainConfig) -> Result<Dataset> {
+    open_dataset(data, cfg.ferplus.as_ref(), cfg.labels.as_deref())
+}
+
+pub fn training_split(data: &Path, cfg: &TrainConfig) -> Result<TrainingSplit> {
+    let mut dataset = open_for_run(data, cfg)?;
+    let copies = dataset.training_copies_of_test_images();
+    if !copies.is_empty() {
+        dataset.samples.retain(|s| !copies.contains(&s.id));
+        eprintln!("left out {} training images identical to a test-split image", copies.len());
+    }
+    let crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
+    let usage: Vec<Option<String>> = dataset.samples.iter().map(|s| s.usage.clone()).collect();
+    let (examples, subjects, labels) = examples_of(&dataset, &crop)?;
+    let folds = crate::cv::subject_folds(&subjects, 10, cfg.seed);
+    let (mut tr, mut val) = (Vec::new(), Vec::new());
+    for ((ex, fold), usage) in examples.into_iter().zip(folds).zip(usage) {
+        match usage.as_deref() {
+            Some("PublicTest") | Some("PrivateTest") => {}
+            _ if fold == 0 && !cfg.no_validation => val.push(ex),
+            _ => tr.push(ex),
+        }
+    }
+    Ok(TrainingSplit { dataset, train: tr, val, labels })
+}
