@@ -17,15 +17,15 @@ use mien::Emotion;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{
-    CanvasRenderingContext2d, HtmlCanvasElement, HtmlSelectElement, HtmlVideoElement, MediaDeviceInfo, MediaDeviceKind,
-    MediaStream, MediaStreamConstraints, MediaStreamTrack,
-};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlSelectElement, HtmlVideoElement, MediaStream};
 use yew::prelude::*;
 
-use crate::app::EngineContext;
-use crate::bridge::Reply;
-use crate::photos::{probability_bars, top};
+use self::camera::{cameras, open_camera, stop_stream};
+use crate::engine::EngineContext;
+use crate::protocol::Reply;
+use crate::widgets::{probability_bars, top};
+
+mod camera;
 
 /// Frames wider than this are scaled down before detection: reading a video frame back and
 /// resampling it cost as much as detection itself at 640, and webcam faces stay large enough.
@@ -86,71 +86,6 @@ struct Loop {
 
 fn now() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
-}
-
-fn camera_error(e: &JsValue) -> String {
-    let name = Reflect::get(e, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
-    match name.as_str() {
-        "NotAllowedError" | "SecurityError" => "Camera access was denied. Allow the camera for this page in the \
-            browser's site settings (the icon in the address bar), then press Start camera again."
-            .into(),
-        "NotFoundError" | "OverconstrainedError" => {
-            "No camera was found. Connect one and press Start camera, or use the Photos page instead.".into()
-        }
-        "NotReadableError" | "AbortError" => "The camera could not be started: another application may be using \
-            it. Close that application and press Start camera again."
-            .into(),
-        _ => format!("The camera could not be started ({name}). Press Start camera to try again."),
-    }
-}
-
-async fn open_camera(device_id: &str) -> Result<MediaStream, String> {
-    let devices =
-        web_sys::window().ok_or("no window")?.navigator().media_devices().map_err(|_| {
-            "This browser gives pages no camera access here (it needs https:// or localhost).".to_string()
-        })?;
-    let video = Object::new();
-    let ideal = |v: u32| {
-        let o = Object::new();
-        let _ = Reflect::set(&o, &"ideal".into(), &JsValue::from(v));
-        o
-    };
-    let _ = Reflect::set(&video, &"width".into(), &ideal(640));
-    let _ = Reflect::set(&video, &"height".into(), &ideal(480));
-    if !device_id.is_empty() {
-        let exact = Object::new();
-        let _ = Reflect::set(&exact, &"exact".into(), &device_id.into());
-        let _ = Reflect::set(&video, &"deviceId".into(), &exact);
-    }
-    let constraints = MediaStreamConstraints::new();
-    constraints.set_video(&video);
-    constraints.set_audio(&JsValue::FALSE);
-    let promise = devices.get_user_media_with_constraints(&constraints).map_err(|e| camera_error(&e))?;
-    let stream = JsFuture::from(promise).await.map_err(|e| camera_error(&e))?;
-    Ok(stream.unchecked_into())
-}
-
-/// The cameras the browser lists (labels appear once access was granted).
-async fn cameras() -> Vec<(String, String)> {
-    let Some(devices) = web_sys::window().and_then(|w| w.navigator().media_devices().ok()) else { return Vec::new() };
-    let Ok(promise) = devices.enumerate_devices() else { return Vec::new() };
-    let Ok(list) = JsFuture::from(promise).await else { return Vec::new() };
-    let list: js_sys::Array = list.unchecked_into();
-    list.iter()
-        .map(|d| d.unchecked_into::<MediaDeviceInfo>())
-        .filter(|d| d.kind() == MediaDeviceKind::Videoinput)
-        .enumerate()
-        .map(|(i, d)| {
-            let label = if d.label().is_empty() { format!("Camera {}", i + 1) } else { d.label() };
-            (d.device_id(), label)
-        })
-        .collect()
-}
-
-fn stop_stream(stream: &MediaStream) {
-    for t in stream.get_tracks().iter() {
-        t.unchecked_into::<MediaStreamTrack>().stop();
-    }
 }
 
 #[function_component(Live)]
@@ -344,6 +279,7 @@ pub fn live() -> Html {
     let running = matches!(*camera, Camera::On | Camera::Starting);
     let first = view.tracks.first();
     let (top_emotion, top_p) = first.map(|t| top(&view.labels, &t.smoothed)).unwrap_or(("", 0.0));
+    let backend = ctx.backend().map(|b| b.to_string()).unwrap_or_default();
 
     html! {
         <section class="live card" aria-label="Live camera">
@@ -384,12 +320,12 @@ pub fn live() -> Html {
                 data-detect-ms={format!("{:.1}", view.detect_ms)} data-classify-ms={format!("{:.1}", view.classify_ms)}
                 data-faces={view.tracks.len().to_string()} data-emotion={top_emotion}
                 data-first-frame-ms={view.first_frame_ms.map(|t| format!("{t:.0}")).unwrap_or_default()}
-                data-backend={ctx.backend()}>
+                data-backend={backend.clone()}>
                 <span>{ format!("{:.1} frames/s", view.fps) }</span>
                 <span>{ format!("detect {:.0} ms", view.detect_ms) }</span>
                 <span>{ format!("classify {:.0} ms", view.classify_ms) }</span>
                 <span>{ format!("{} face{}", view.tracks.len(), if view.tracks.len() == 1 { "" } else { "s" }) }</span>
-                <span>{ if ctx.backend().is_empty() { "—".to_string() } else { ctx.backend() } }</span>
+                <span>{ if backend.is_empty() { "—".to_string() } else { backend } }</span>
             </div>
             { match first {
                 Some(t) if !view.labels.is_empty() => html! {
@@ -499,9 +435,8 @@ fn pump(
             }
         })
     };
-    match ctx.worker.0.borrow().as_ref() {
-        Some(worker) => worker.detect_rgba(buffer, w, h, min_face, done),
-        None => state.borrow_mut().in_flight -= 1,
+    if !ctx.worker.detect_frame(buffer, w, h, min_face as f32, done) {
+        state.borrow_mut().in_flight -= 1;
     }
 }
 

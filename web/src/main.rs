@@ -1,11 +1,19 @@
 //! mien's web app. The same wasm module runs the page (Yew) and, in a module Web Worker, the
 //! models (burn on WebGPU or CPU), so burn is downloaded and compiled once.
+//!
+//! Modules, each depending only on those listed before it: `protocol` (the messages between page
+//! and worker), `worker` (the worker's side), `bridge` (the page's side of the worker), `engine`
+//! (the shared engine and its context), `widgets` (views the pages share), the pages (`live`,
+//! `photos`, `dashboard`), and `app` (the shell that routes to them).
 
 mod app;
 mod bridge;
 mod dashboard;
+mod engine;
 mod live;
 mod photos;
+mod protocol;
+mod widgets;
 mod worker;
 
 fn main() {

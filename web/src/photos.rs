@@ -1,5 +1,5 @@
 //! The photos page: choose, drop or paste photos; each appears with its faces boxed, their
-//! landmarks marked and their expressions classified, computed by the worker on this machine.
+//! landmarks marked and their expressions classified, computed by the worker in this tab.
 //! The results download as CSV or JSON, built in the page (nothing is uploaded).
 
 use std::rc::Rc;
@@ -13,8 +13,9 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{ClipboardEvent, DragEvent, File, FileList, HtmlInputElement};
 use yew::prelude::*;
 
-use crate::app::EngineContext;
-use crate::worker::DetectReply;
+use crate::engine::EngineContext;
+use crate::protocol::DetectReply;
+use crate::widgets::{probability_bars, top};
 
 #[derive(Clone, PartialEq)]
 pub enum Status {
@@ -112,14 +113,8 @@ pub fn photos() -> Html {
                             return;
                         }
                     };
-                    let done = {
-                        let dispatcher = dispatcher.clone();
-                        Callback::from(move |r| dispatcher.dispatch(Action::Finish(id, r)))
-                    };
-                    match worker.0.borrow().as_ref() {
-                        Some(w) => w.detect_file(bytes, min_face, done),
-                        None => dispatcher.dispatch(Action::Finish(id, Err("the engine is not running".into()))),
-                    }
+                    let done = Callback::from(move |r| dispatcher.dispatch(Action::Finish(id, r)));
+                    worker.detect_file(bytes, min_face as f32, done);
                 });
             }
         })
@@ -271,37 +266,9 @@ pub fn results_json(results: &[(&str, &DetectReply)]) -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
-/// The most probable emotion's name and probability ("" when unclassified).
-pub fn top(labels: &[Emotion], probs: &[f32]) -> (&'static str, f32) {
-    let mut best = ("", 0.0f32);
-    for (&p, l) in probs.iter().zip(labels) {
-        if p > best.1 || best.0.is_empty() {
-            best = (l.name(), p);
-        }
-    }
-    best
-}
-
 fn files_of(list: Option<FileList>) -> Vec<File> {
     let Some(list) = list else { return Vec::new() };
     (0..list.length()).filter_map(|i| list.get(i)).collect()
-}
-
-/// Probability bars of one face, most probable first.
-pub fn probability_bars(labels: &[Emotion], probs: &[f32]) -> Html {
-    let mut order: Vec<usize> = (0..probs.len().min(labels.len())).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    html! {
-        <ul class="probs">
-            { for order.into_iter().map(|i| html! {
-                <li data-label={labels[i].name()} data-p={format!("{:.4}", probs[i])}>
-                    <span class="label">{ labels[i].name() }</span>
-                    <span class="bar"><span style={format!("width:{:.1}%", 100.0 * probs[i])}></span></span>
-                    <span class="pct">{ format!("{:.0}%", 100.0 * probs[i]) }</span>
-                </li>
-            }) }
-        </ul>
-    }
 }
 
 fn photo_card(photo: &Photo) -> Html {
@@ -374,9 +341,4 @@ fn photo_card(photo: &Photo) -> Html {
             }
         }
     }
-}
-
-/// Index of the largest probability.
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
 }

@@ -1,53 +1,26 @@
 //! The inference worker: the only place in the browser that holds models and runs tensor ops.
 //!
 //! `worker.js` loads the same wasm module as the page and forwards every message to
-//! [`worker_handle`]. Protocol (plain JS objects):
-//! - page → worker `{type: "init", backend: "auto" | "webgpu" | "cpu"}`;
-//!   worker → page `{type: "ready", backend: "WebGPU" | "CPU", note?}` or `{type: "fatal", error}`.
-//! - page → worker `{type: "detect", id, bytes: ArrayBuffer, minFace}` (an image file), or
-//!   `{type: "detect", id, rgba: ArrayBuffer, width, height, minFace}` (a video frame);
-//!   worker → page `{type: "result", id, json}` where `json` is a [`DetectReply`]: every face
-//!   with its box, landmarks and, when the expression model loaded, its emotion probabilities.
-//! - page → worker `{type: "selftest"}`; worker → page `{type: "selftest", json}`: the networks'
-//!   largest deviation from the reference outputs on this backend.
+//! [`worker_handle`]; the messages are [`crate::protocol`]'s.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{ArrayBuffer, Object, Reflect, Uint8Array};
+use js_sys::{Reflect, Uint8Array};
 use mien::burn::prelude::Device;
-use mien::{DetectorConfig, Emotion, ExpressionClassifier, FaceDetector, FaceExpression, Frame, MtcnnWeights};
-use serde::{Deserialize, Serialize};
+use mien::{DetectorConfig, ExpressionClassifier, FaceDetector, FaceExpression, Frame, MtcnnWeights};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{DedicatedWorkerGlobalScope, Response};
+use web_sys::{DedicatedWorkerGlobalScope, Response as FetchResponse};
 
-/// What the worker answers for one image.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DetectReply {
-    pub width: u32,
-    pub height: u32,
-    /// Faces, best score first; `probabilities` follow `labels` (empty without a model).
-    pub faces: Vec<FaceExpression>,
-    /// The expression model's label order (empty when it could not be loaded).
-    #[serde(default)]
-    pub labels: Vec<Emotion>,
-    /// Milliseconds spent decoding the image.
-    pub decode_ms: f64,
-    /// Milliseconds spent in the MTCNN cascade.
-    pub detect_ms: f64,
-    /// Milliseconds spent cropping and classifying the faces.
-    #[serde(default)]
-    pub classify_ms: f64,
-    pub backend: String,
-}
+use crate::protocol::{ActiveBackend, Backend, DetectJob, DetectReply, Image, Request, Response};
 
 struct State {
     detector: FaceDetector,
     /// `None` when the expression model could not be loaded: faces are still found.
     classifier: Option<ExpressionClassifier>,
-    backend: &'static str,
+    backend: ActiveBackend,
 }
 
 thread_local! {
@@ -62,85 +35,66 @@ fn now() -> f64 {
     scope().performance().map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
 }
 
-fn post(fields: &[(&str, JsValue)]) {
-    let out = Object::new();
-    for (k, v) in fields {
-        let _ = Reflect::set(&out, &JsValue::from_str(k), v);
-    }
-    if let Err(e) = scope().post_message(&out) {
+fn post(response: &Response) {
+    let sent = response.to_js().map_err(JsValue::from).and_then(|msg| scope().post_message(&msg));
+    if let Err(e) = sent {
         web_sys::console::error_2(&"mien worker: postMessage failed".into(), &e);
     }
-}
-
-fn get(msg: &JsValue, key: &str) -> JsValue {
-    Reflect::get(msg, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Entry point for every message the page sends (called by `worker.js`).
 #[wasm_bindgen]
 pub fn worker_handle(msg: JsValue) {
-    let kind = get(&msg, "type").as_string().unwrap_or_default();
+    let request = match Request::from_js(msg) {
+        Ok(r) => r,
+        Err(e) => {
+            web_sys::console::warn_1(&format!("mien worker: a message was ignored ({e})").into());
+            return;
+        }
+    };
     wasm_bindgen_futures::spawn_local(async move {
-        match kind.as_str() {
-            "init" => {
-                let wanted = get(&msg, "backend").as_string().unwrap_or_else(|| "auto".into());
-                match init(&wanted).await {
-                    Ok((state, note)) => {
-                        let backend = state.backend;
-                        STATE.with(|s| *s.borrow_mut() = Some(Rc::new(state)));
-                        post(&[("type", "ready".into()), ("backend", backend.into()), ("note", note.into())]);
-                    }
-                    Err(e) => post(&[("type", "fatal".into()), ("error", e.into())]),
+        match request {
+            Request::Init(init) => match start(init.backend).await {
+                Ok((state, note)) => {
+                    let backend = state.backend;
+                    STATE.with(|s| *s.borrow_mut() = Some(Rc::new(state)));
+                    post(&Response::Ready { backend, note });
                 }
+                Err(error) => post(&Response::Fatal { error }),
+            },
+            Request::Detect(job) => {
+                let id = job.id;
+                post(&Response::Detected { id, reply: detect(job).await });
             }
-            "detect" => {
-                let id = get(&msg, "id");
-                let reply = match detect(&msg).await {
-                    Ok(r) => serde_json::to_string(&r).unwrap_or_else(|e| error_json(&e.to_string())),
-                    Err(e) => error_json(&e),
-                };
-                post(&[("type", "result".into()), ("id", id), ("json", reply.into())]);
-            }
-            "selftest" => {
-                let reply = match selftest().await {
-                    Ok(r) => serde_json::to_string(&r).unwrap_or_else(|e| error_json(&e.to_string())),
-                    Err(e) => error_json(&e),
-                };
-                post(&[("type", "selftest".into()), ("json", reply.into())]);
-            }
-            other => web_sys::console::warn_1(&format!("mien worker: unknown message {other:?}").into()),
+            Request::SelfTest => post(&Response::SelfTest { result: selftest().await }),
         }
     });
 }
 
-fn error_json(message: &str) -> String {
-    serde_json::json!({ "error": message }).to_string()
-}
-
 /// Picks the backend, fetches the weights and warms the networks up.
-async fn init(wanted: &str) -> Result<(State, String), String> {
+async fn start(wanted: Backend) -> Result<(State, String), String> {
     let weights = fetch_weights("./assets/mtcnn").await?;
     let mut note = String::new();
-    let software = if wanted == "auto" { software_webgpu().await } else { None };
+    let software = if wanted == Backend::Auto { software_webgpu().await } else { None };
     let (device, backend) = match wanted {
-        "cpu" => (Device::flex(), "CPU"),
-        "auto" if software.is_some() => {
+        Backend::Cpu => (Device::flex(), ActiveBackend::Cpu),
+        Backend::Auto if software.is_some() => {
             note = format!(
                 "this browser's WebGPU runs on a software renderer ({}), which is slower than the CPU path; \
                  using the CPU backend (choose WebGPU to use it anyway)",
                 software.unwrap_or_default()
             );
-            (Device::flex(), "CPU")
+            (Device::flex(), ActiveBackend::Cpu)
         }
-        _ => match Device::wgpu_options().init_async().await {
-            Ok(d) => (d, "WebGPU"),
+        Backend::Auto | Backend::WebGpu => match Device::wgpu_options().init_async().await {
+            Ok(d) => (d, ActiveBackend::WebGpu),
             Err(e) => {
-                note = if wanted == "webgpu" {
+                note = if wanted == Backend::WebGpu {
                     format!("WebGPU was requested but is not available ({e}); using the CPU backend")
                 } else {
                     "this browser offers no WebGPU adapter; using the CPU backend".to_string()
                 };
-                (Device::flex(), "CPU")
+                (Device::flex(), ActiveBackend::Cpu)
             }
         },
     };
@@ -206,7 +160,7 @@ async fn load_classifier(device: &Device) -> Result<ExpressionClassifier, String
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     let resp =
         JsFuture::from(scope().fetch_with_str(url)).await.map_err(|e| format!("could not fetch {url}: {e:?}"))?;
-    let resp: Response = resp.unchecked_into();
+    let resp: FetchResponse = resp.unchecked_into();
     if !resp.ok() {
         return Err(format!("could not fetch {url}: HTTP {} (is the app's assets/ folder deployed?)", resp.status()));
     }
@@ -242,25 +196,20 @@ async fn selftest() -> Result<mien::detect::selftest::SelfTest, String> {
     mien::detect::selftest::run(&detector, &golden).await
 }
 
-async fn detect(msg: &JsValue) -> Result<DetectReply, String> {
+async fn detect(job: DetectJob) -> Result<DetectReply, String> {
     let state = STATE
         .with(|s| s.borrow().clone())
         .ok_or_else(|| "the detector is still loading; try again in a moment".to_string())?;
     let t0 = now();
-    let frame = if let Ok(rgba) = get(msg, "rgba").dyn_into::<ArrayBuffer>() {
-        let width = get(msg, "width").as_f64().unwrap_or(0.0) as u32;
-        let height = get(msg, "height").as_f64().unwrap_or(0.0) as u32;
-        Frame::from_rgba(width, height, &Uint8Array::new(&rgba).to_vec()).map_err(|e| e.to_string())?
-    } else {
-        let bytes = get(msg, "bytes");
-        let bytes: ArrayBuffer = bytes.dyn_into().map_err(|_| "no image bytes in the request".to_string())?;
-        Frame::decode(&Uint8Array::new(&bytes).to_vec()).map_err(|e| e.to_string())?
+    let frame = match &job.image {
+        Image::Rgba { pixels, width, height } => {
+            Frame::from_rgba(*width, *height, &Uint8Array::new(pixels).to_vec()).map_err(|e| e.to_string())?
+        }
+        Image::File(bytes) => Frame::decode(&Uint8Array::new(bytes).to_vec()).map_err(|e| e.to_string())?,
     };
     let t1 = now();
     let mut config = state.detector.config().clone();
-    if let Some(min_face) = get(msg, "minFace").as_f64() {
-        config.min_face_size = min_face as f32;
-    }
+    config.min_face_size = job.min_face;
     let faces = state.detector.detect_with(&frame, &config).await.map_err(|e| e.to_string())?;
     let t2 = now();
     let (faces, labels) = match &state.classifier {
@@ -281,6 +230,6 @@ async fn detect(msg: &JsValue) -> Result<DetectReply, String> {
         decode_ms: t1 - t0,
         detect_ms: t2 - t1,
         classify_ms: t3 - t2,
-        backend: state.backend.to_string(),
+        backend: state.backend,
     })
 }

@@ -1,0 +1,250 @@
+//! The messages between the page ([`crate::bridge`]) and the inference worker ([`crate::worker`]).
+//!
+//! Every message is a Rust type, converted to and from a plain JS object with serde
+//! (`serde-wasm-bindgen`); the object's `type` field names the message. Image bytes and video
+//! pixels stay JS `ArrayBuffer`s inside those objects (`serde_wasm_bindgen::preserve`) and go in
+//! `postMessage`'s transfer list, so they move to the worker without a copy.
+//!
+//! - page → worker: [`Request::Init`] (sent once, with the page's compiled wasm module, which
+//!   `worker.js` instantiates), [`Request::Detect`] (one image or video frame),
+//!   [`Request::SelfTest`].
+//! - worker → page: [`Response::Ready`] or [`Response::Fatal`] after `Init`,
+//!   [`Response::Detected`] for each `Detect`, [`Response::SelfTest`]. `worker.js` itself sends
+//!   [`Response::Fatal`] when the module fails to load and [`Response::GpuLost`] when a WebGPU
+//!   device is lost.
+
+use std::fmt;
+use std::str::FromStr;
+
+use js_sys::{Array, ArrayBuffer};
+use mien::detect::selftest::SelfTest;
+use mien::{Emotion, FaceExpression};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+
+/// The backend the user asks for (the backend select and the `?backend=` URL parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// WebGPU when the browser has a hardware adapter, else the CPU.
+    #[default]
+    Auto,
+    WebGpu,
+    Cpu,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Auto, Backend::WebGpu, Backend::Cpu];
+
+    /// The value of the select option and of the URL parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::WebGpu => "webgpu",
+            Backend::Cpu => "cpu",
+        }
+    }
+
+    /// The select option's text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Auto => "Auto (WebGPU if available)",
+            Backend::WebGpu => "WebGPU",
+            Backend::Cpu => "CPU",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Backend::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| format!("unknown backend {s:?}"))
+    }
+}
+
+/// The backend the worker's models actually run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActiveBackend {
+    #[serde(rename = "WebGPU")]
+    WebGpu,
+    #[serde(rename = "CPU")]
+    Cpu,
+}
+
+impl ActiveBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActiveBackend::WebGpu => "WebGPU",
+            ActiveBackend::Cpu => "CPU",
+        }
+    }
+}
+
+impl fmt::Display for ActiveBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the worker answers for one image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DetectReply {
+    pub width: u32,
+    pub height: u32,
+    /// Faces, best score first; `probabilities` follow `labels` (empty without a model).
+    pub faces: Vec<FaceExpression>,
+    /// The expression model's label order (empty when it could not be loaded).
+    #[serde(default)]
+    pub labels: Vec<Emotion>,
+    /// Milliseconds spent decoding the image.
+    pub decode_ms: f64,
+    /// Milliseconds spent in the MTCNN cascade.
+    pub detect_ms: f64,
+    /// Milliseconds spent cropping and classifying the faces.
+    #[serde(default)]
+    pub classify_ms: f64,
+    pub backend: ActiveBackend,
+}
+
+/// The answer to one detection job.
+pub type Reply = Result<DetectReply, String>;
+
+/// A message from the page to the worker.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Request {
+    Init(Init),
+    Detect(DetectJob),
+    SelfTest,
+}
+
+/// The tags of [`Request`], read before the rest of a message (see [`Request::from_js`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RequestKind {
+    Init,
+    Detect,
+    SelfTest,
+}
+
+/// Load the models on `backend`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Init {
+    pub backend: Backend,
+    /// The page's compiled `WebAssembly.Module`: `worker.js` instantiates it, so the worker
+    /// neither downloads nor compiles the module a second time.
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub module: JsValue,
+}
+
+/// Find and classify the faces of one image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetectJob {
+    /// Chosen by the page; the [`Response::Detected`] carries it back.
+    pub id: u32,
+    pub image: Image,
+    /// Smallest face searched for, in pixels.
+    pub min_face: f32,
+}
+
+/// An image for the worker, as a transferable buffer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Image {
+    /// An image file's bytes (JPEG, PNG, ...), decoded in the worker.
+    File(#[serde(with = "serde_wasm_bindgen::preserve")] ArrayBuffer),
+    /// A video frame's RGBA pixels, row by row.
+    Rgba {
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        pixels: ArrayBuffer,
+        width: u32,
+        height: u32,
+    },
+}
+
+impl Image {
+    pub fn buffer(&self) -> &ArrayBuffer {
+        match self {
+            Image::File(bytes) => bytes,
+            Image::Rgba { pixels, .. } => pixels,
+        }
+    }
+}
+
+impl Request {
+    /// The message as a JS object, and the buffers to transfer with it.
+    pub fn to_js(&self) -> Result<(JsValue, Array), String> {
+        let value = serde_wasm_bindgen::to_value(self).map_err(|e| format!("could not encode a request: {e}"))?;
+        let transfer = Array::new();
+        if let Request::Detect(job) = self {
+            transfer.push(job.image.buffer());
+        }
+        Ok((value, transfer))
+    }
+
+    /// Reads a message the page sent. serde's own internally tagged enums first copy the whole
+    /// message into a generic form, which would turn the transferred buffers into byte vectors;
+    /// so the `type` is read first and the variant's fields straight from the JS object.
+    pub fn from_js(value: JsValue) -> Result<Request, String> {
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: RequestKind,
+        }
+        let Tag { kind } = decode(value.clone())?;
+        Ok(match kind {
+            RequestKind::Init => Request::Init(decode(value)?),
+            RequestKind::Detect => Request::Detect(decode(value)?),
+            RequestKind::SelfTest => Request::SelfTest,
+        })
+    }
+}
+
+/// A message from the worker (or from `worker.js`) to the page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Response {
+    /// The models are loaded and warmed up on `backend`; `note` explains a fallback, if any.
+    Ready {
+        backend: ActiveBackend,
+        #[serde(default)]
+        note: String,
+    },
+    /// The worker could not start (weights missing, the module failed to load, ...).
+    Fatal { error: String },
+    /// A WebGPU device of the worker was lost (sent by `worker.js`).
+    GpuLost {
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        message: String,
+    },
+    /// The answer to the [`DetectJob`] numbered `id`.
+    Detected { id: u32, reply: Reply },
+    /// The networks' largest deviations from the reference outputs on this backend.
+    #[serde(rename = "selftest")]
+    SelfTest { result: Result<SelfTest, String> },
+}
+
+impl Response {
+    pub fn to_js(&self) -> Result<JsValue, String> {
+        serde_wasm_bindgen::to_value(self).map_err(|e| format!("could not encode a response: {e}"))
+    }
+
+    pub fn from_js(value: JsValue) -> Result<Response, String> {
+        decode(value)
+    }
+}
+
+fn decode<T: DeserializeOwned>(value: JsValue) -> Result<T, String> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| format!("unreadable message: {e}"))
+}
