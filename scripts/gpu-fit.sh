@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Fits one training run of the shipped recipe into a single lent GPU call, whose length is fixed
-# (the device tool: 10 minutes a command) while the GPU's speed is not known in advance. The
+# Fits one training run of the shipped recipe into a fixed amount of wall time (BUDGET_S seconds,
+# default 540) on a GPU machine whose speed is not known in advance, from the bundle that
+# `cargo xtask gpu-bundle` packed into .device/ (see docs/TRAINING.md, "Training on a GPU"). The
 # cosine schedule is laid out over the run's epoch count, so that count must be chosen before
 # the run starts: a 2-epoch probe measures seconds per epoch, the run gets as many epochs as the
 # time left allows, and the weight averages of its last 10, 20 and 30 % of epochs are written
-# too (the selection rule in the README's "Model selection" paragraph). Everything that matters
-# comes back as files in $OUT: the logs and one tarball of the models (the run's best epoch and
-# the averages) plus the last checkpoint, so that a later call can `--resume` it.
+# too (the model selection rule of docs/TRAINING.md). Everything that matters ends up as files
+# in $OUT (default .gpu-work/out): the logs and one tarball of the models (the run's best epoch
+# and the averages) plus the last checkpoint, so that a later run can `--resume` it.
 #
-# Usage (device tool, carry [".device"]): BUDGET_S=540 bash scripts/gpu-fit.sh [train args]
+# Usage, from a checkout with .device/ on the GPU machine: BUDGET_S=3600 bash scripts/gpu-fit.sh [train args]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -72,7 +73,7 @@ for pct in 10 20 30; do
   grep -i "val" "$out/average.log" | tail -n 2
 done
 cp -r "$run" .gpu-work/models/run
-# Only the checkpoints a resume needs travel back (all of them are 1.3 MB each).
+# Only the checkpoints a resume needs go into the tarball (every kept epoch is 1.3 MB).
 "$trainer" prune --checkpoints .gpu-work/models/run/checkpoints
 tar -czf "$out/models.tar.gz" -C .gpu-work models
 ls -la "$out"

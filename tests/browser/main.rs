@@ -385,6 +385,9 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
     let photos = report("crop_check.json")["photos"]["agreement"].as_f64().expect("crop_check.json has a photos check");
     let el = h.wait_for("#crop-photos[data-agreement]", 30).await;
     assert_eq!(el.attr("data-agreement").await.unwrap().unwrap(), format!("{photos:.6}"));
+    h.eval("(document.querySelector('#crop').scrollIntoView(), 0)").await;
+    h.screenshot("dashboard-crop-check").await;
+    h.eval("(window.scrollTo(0, 0), 0)").await;
     h.wait_for("#model-card", 30).await;
     // The learning curves: every epoch of the shipped model, after those of the model it was
     // fine-tuned from, if any.

@@ -9,6 +9,8 @@
 //!   the binary of the test build, so it costs no second build of burn.
 //! - `cargo xtask fuzz`   every fuzz target for N executions (nightly + cargo-fuzz; not part of
 //!   `test`, whose suite replays the kept inputs on stable).
+//! - `cargo xtask screenshots`  the browser tests, writing the screenshots in `docs/screenshots/`.
+//! - `cargo xtask gpu-bundle`  what `scripts/gpu-train.sh` needs on a GPU machine without cargo.
 //!
 //! Tools are pinned here and installed into `$MIEN_CACHE/tools` (default `~/.cache/mien/tools`),
 //! so repeated runs and fresh clones reuse them.
@@ -31,6 +33,8 @@ const FUZZ_TARGETS: &[&str] =
 /// GPU path (`--device gpu`, wgpu) runs in CI too (trainer/tests/gpu.rs).
 const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "ffmpeg", "mesa-vulkan-drivers", "libvulkan1"];
 
+mod gpu_bundle;
+
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() {
@@ -45,10 +49,11 @@ fn main() {
         Some("trainer") => trainer(&args[1..]),
         Some("sizes") => download_sizes(),
         Some("fuzz") => fuzz(&args[1..]),
-        Some("gpu-bundle") => gpu_bundle(&args[1..]),
+        Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
+        Some("screenshots") => screenshots(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  trainer ARGS              run mien-trainer ARGS (the test build's binary: no second build of burn)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/ for a lent GPU machine (scripts/gpu-train.sh)"
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  trainer ARGS              run mien-trainer ARGS (the test build's binary: no second build of burn)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  screenshots               run the browser tests, writing their screenshots into docs/screenshots/\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/, for training on a GPU machine without cargo or network (scripts/gpu-train.sh)"
             );
             exit(2);
         }
@@ -247,6 +252,14 @@ fn browser_tests(target: &str, extra: &[&str]) -> Command {
     c
 }
 
+/// Every screenshot in `docs/screenshots/`, taken anew by the browser tests from the current
+/// build, model and reports (the same tests as `test`, which writes them to the temp dir).
+fn screenshots() -> Result {
+    setup()?;
+    build_web(false)?;
+    run(browser_tests("browser", &[]).env("MIEN_SCREENSHOTS", root().join("docs/screenshots")))
+}
+
 fn bench(args: &[String]) -> Result {
     setup()?;
     let runs =
@@ -265,90 +278,12 @@ fn trainer(args: &[String]) -> Result {
 /// The trainer binary of the test build (dev profile), built by the same cargo command as the
 /// native tests: `cargo run -p mien-trainer` or `cargo build -p mien-trainer` select fewer
 /// packages, so cargo unifies the shared crates' features differently and builds all of burn a
-/// second time (46 minutes on this machine) for a binary that times or trains no differently.
+/// second time (46 minutes on a 2-core x86 CPU) for a binary that times or trains no differently.
 fn trainer_binary() -> Result<PathBuf> {
     run(cmd("cargo").arg("test").args(NATIVE_PACKAGES).arg("--no-run"))?;
     let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
     let target = if target.is_relative() { root().join(target) } else { target };
     Ok(target.join("debug").join(if cfg!(windows) { "mien-trainer.exe" } else { "mien-trainer" }))
-}
-
-/// The most the device tool carries in one call (working tree included).
-const DEVICE_CARRY_LIMIT: u64 = 64 << 20;
-
-/// Fills `.device/` (git-ignored) with what `scripts/gpu-train.sh` needs on a lent GPU machine,
-/// which has no cargo, no network and no Vulkan loader: the trainer binary of this checkout (the
-/// dev profile every reported number was measured with, symbols stripped, xz-compressed), the
-/// datasets as one xz tarball (FER2013's JPEGs share their headers, so xz takes a third off), and Debian's
-/// libvulkan1 with glvnd's libraries. Prints the size against the tool's 64 MiB limit.
-fn gpu_bundle(args: &[String]) -> Result {
-    let data = args.iter().position(|a| a == "--data").and_then(|i| args.get(i + 1)).map(PathBuf::from);
-    let data = data.unwrap_or_else(|| root().join("../shared/data"));
-    for needed in ["fer2013/train", "fer2013/test", "ferplus/fer2013new.csv", "ckplus/CK+48"] {
-        if !data.join(needed).exists() {
-            return Err(format!(
-                "{} is missing (give the datasets folder with --data DIR)",
-                data.join(needed).display()
-            ));
-        }
-    }
-    let bundle = root().join(".device");
-    std::fs::create_dir_all(bundle.join("debs")).map_err(|e| format!("cannot create {}: {e}", bundle.display()))?;
-    let trainer = trainer_binary()?;
-    let binary = bundle.join("mien-trainer");
-    std::fs::copy(&trainer, &binary).map_err(|e| format!("copying {}: {e}", trainer.display()))?;
-    run(cmd("strip").arg(&binary))?;
-    // 72 MB stripped, 12 MB as xz: the difference between fitting the call's limit or not.
-    run(cmd("xz").args(["-9", "-T0", "-f"]).arg(&binary))?;
-    let tarball = bundle.join("data.tar.xz");
-    if !tarball.exists() {
-        let mut c = cmd("tar");
-        c.env("XZ_OPT", "-6 -T0").arg("-cJf").arg(&tarball).arg("-C").arg(&data).args([
-            "fer2013/train",
-            "fer2013/test",
-            "fer2013/fer2013_row_alignment.csv",
-            "ferplus/fer2013new.csv",
-            "ferplus/LICENSE-FERPlus.md",
-            "ckplus/CK+48",
-        ]);
-        run(&mut c)?;
-    }
-    // The Vulkan loader, and glvnd's dispatch libraries that NVIDIA's Vulkan driver
-    // (libGLX_nvidia) loads: on the first lent H200 (session 24) wgpu found the GPU with these.
-    let has_glvnd = std::fs::read_dir(bundle.join("debs"))
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libglvnd0_")))
-        .unwrap_or(false);
-    if !has_glvnd {
-        let mut c = cmd("apt-get");
-        c.args(["download", "libvulkan1", "libglvnd0", "libegl1", "libgl1", "libglx0", "libgles2", "libopengl0"])
-            .current_dir(bundle.join("debs"));
-        run(&mut c)?;
-    }
-    let size = |p: &Path| {
-        output_of("du", &["-sb", &p.to_string_lossy()]).and_then(|o| o.split_whitespace().next()?.parse::<u64>().ok())
-    };
-    let bundle_bytes = size(&bundle).unwrap_or(0);
-    let tracked = output_of("git", &["ls-files", "-z"])
-        .map(|o| {
-            o.split('\0')
-                .filter(|f| !f.is_empty())
-                .filter_map(|f| std::fs::metadata(root().join(f)).ok())
-                .map(|m| m.len())
-                .sum::<u64>()
-        })
-        .unwrap_or(0);
-    let total = bundle_bytes + tracked;
-    eprintln!(
-        "xtask: .device/ {:.1} MiB + tracked files {:.1} MiB = {:.1} MiB of the device tool's 64 MiB",
-        bundle_bytes as f64 / 1048576.0,
-        tracked as f64 / 1048576.0,
-        total as f64 / 1048576.0
-    );
-    if total > DEVICE_CARRY_LIMIT {
-        return Err("too large for one device call".into());
-    }
-    eprintln!("xtask: on the device: carry [\".device\"], command `bash scripts/gpu-train.sh train --data .gpu-work/data/fer2013 --out $OUT/model ...`");
-    Ok(())
 }
 
 /// Runs each fuzz target (or the named ones) for `--runs` executions, from its seeds plus the
