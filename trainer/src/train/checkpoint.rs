@@ -251,9 +251,9 @@ impl Checkpoints {
             save_weights(net, &self.best(state.best_epoch))?;
         }
         let opt = self.optimizer(state.epoch);
-        let tmp = opt.with_extension("tmp");
-        optim.save(&tmp).map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
-        std::fs::rename(&tmp, &opt).with_context(|| format!("renaming {}", tmp.display()))?;
+        crate::fsutil::replace_with(&opt, |tmp| {
+            optim.save(tmp).map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))
+        })?;
         // Fault injection for the tests: a window in which the new epoch's files exist but are
         // not yet committed, to kill the run mid-checkpoint.
         if let Some(ms) = std::env::var("MIEN_FAULT_CHECKPOINT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {

@@ -14,11 +14,10 @@ use super::TrainConfig;
 /// Writes `net`'s f32 weights to `path` (through a temporary file: a killed run leaves the old
 /// file or the new one).
 pub fn save_weights(net: &ExpressionNet, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-    net.save_into(&mut store).map_err(|e| anyhow::anyhow!("saving {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    crate::fsutil::replace_with(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
+        net.save_into(&mut store).map_err(|e| anyhow::anyhow!("saving {}: {e}", tmp.display()))
+    })
 }
 
 /// Loads weights saved by [`save_weights`] (f32) or shipped in a model folder (f16 + int8, see
