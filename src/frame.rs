@@ -6,7 +6,10 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+
+use crate::detect::resample::downscale_rgb;
 
 /// Largest width or height accepted, in pixels. A 30000×30000 header is refused before any pixel
 /// buffer is allocated.
@@ -58,46 +61,54 @@ impl Frame {
     /// [`Frame::decode`] with a smaller largest side (at most [`MAX_DIMENSION`]): the fuzz
     /// targets use it so that a mutated header cannot make each execution decode a huge image.
     pub fn decode_within(bytes: &[u8], max_dimension: u32) -> Result<Frame, FrameError> {
-        let max_dimension = max_dimension.min(MAX_DIMENSION);
-        if bytes.is_empty() {
-            return Err(FrameError::Empty);
-        }
-        let reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(FrameError::NotAnImage);
-        }
-        // Only the header is read here; the size check below is what protects the allocation.
-        let mut reader = reader;
-        reader.no_limits();
-        // Some decoders refuse a huge header with a bare "limit exceeded" (notably on 32-bit
-        // wasm), so the common formats' dimensions are read straight from their headers first.
-        let (width, height) = match header_dimensions(bytes) {
-            Some(d) => d,
-            None => reader.into_dimensions().map_err(map_image_error)?,
-        };
-        if width > max_dimension || height > max_dimension {
-            return Err(FrameError::TooLarge { width, height, max: max_dimension });
-        }
-        // The JPEG decoder fills a cut-off scan with gray rather than failing: catch it here, or a
-        // half-downloaded photo would be analysed as if whole.
-        if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
-            return Err(FrameError::Corrupt("the JPEG data stops before its end marker".into()));
-        }
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
-        let mut limits = Limits::default();
-        limits.max_image_width = Some(max_dimension);
-        limits.max_image_height = Some(max_dimension);
-        limits.max_alloc = Some(MAX_ALLOC_BYTES);
-        reader.limits(limits);
-        let mut decoder = reader.into_decoder().map_err(map_image_error)?;
-        let orientation = decoder.orientation().map_err(map_image_error)?;
-        let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+        let (mut image, orientation) = decode_checked(bytes, max_dimension)?;
         image.apply_orientation(orientation);
         Ok(Frame::from_dynamic(&image))
+    }
+
+    /// Decodes a photo into a frame whose shorter side is at most `max_short_side` pixels
+    /// (area-averaged; no limit with `None`), upright, remembering the photo's own size.
+    ///
+    /// Peak memory is the decoded photo once, in the file's own pixel layout, plus the small
+    /// copy: no RGB copy of the full photo is made and the rotation is applied to the small one.
+    pub fn decode_photo(bytes: &[u8], max_short_side: Option<u32>) -> Result<Photo, FrameError> {
+        let (image, orientation) = decode_checked(bytes, MAX_DIMENSION)?;
+        let (w, h) = (image.width(), image.height());
+        let (out_w, out_h) = bounded_size(w, h, max_short_side);
+        let mut small = if (out_w, out_h) == (w, h) {
+            image
+        } else {
+            let rgb = match &image {
+                DynamicImage::ImageLuma8(b) => {
+                    downscale_rgb(b.as_raw(), w as usize, h as usize, 1, out_w as usize, out_h as usize)
+                }
+                DynamicImage::ImageLumaA8(b) => {
+                    downscale_rgb(b.as_raw(), w as usize, h as usize, 2, out_w as usize, out_h as usize)
+                }
+                DynamicImage::ImageRgb8(b) => {
+                    downscale_rgb(b.as_raw(), w as usize, h as usize, 3, out_w as usize, out_h as usize)
+                }
+                DynamicImage::ImageRgba8(b) => {
+                    downscale_rgb(b.as_raw(), w as usize, h as usize, 4, out_w as usize, out_h as usize)
+                }
+                other => {
+                    let b = other.to_rgb8();
+                    downscale_rgb(b.as_raw(), w as usize, h as usize, 3, out_w as usize, out_h as usize)
+                }
+            };
+            drop(image);
+            let buffer = image::RgbImage::from_raw(out_w, out_h, rgb)
+                .ok_or_else(|| FrameError::Corrupt("downscaled buffer size".into()))?;
+            DynamicImage::ImageRgb8(buffer)
+        };
+        small.apply_orientation(orientation);
+        let frame = Frame::from_dynamic(&small);
+        let swapped = matches!(
+            orientation,
+            Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+        );
+        let (width, height) = if swapped { (h, w) } else { (w, h) };
+        Ok(Photo { frame, width, height })
     }
 
     /// Converts an already decoded image (alpha dropped, gray replicated).
@@ -159,7 +170,104 @@ impl Frame {
     }
 }
 
-/// Width and height from a PNG, GIF, BMP or JPEG header, without decoding anything.
+/// Checks the header (format, size within `max_dimension`, a JPEG cut short) and decodes, with
+/// the decoder's allocation limits on; returns the image as stored and its EXIF orientation.
+fn decode_checked(bytes: &[u8], max_dimension: u32) -> Result<(DynamicImage, Orientation), FrameError> {
+    let max_dimension = max_dimension.min(MAX_DIMENSION);
+    if bytes.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    let reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| FrameError::Corrupt(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(FrameError::NotAnImage);
+    }
+    // Only the header is read here; the size check below is what protects the allocation.
+    let mut reader = reader;
+    reader.no_limits();
+    // Some decoders refuse a huge header with a bare "limit exceeded" (notably on 32-bit
+    // wasm), so the common formats' dimensions are read straight from their headers first.
+    let (width, height) = match header_dimensions(bytes) {
+        Some(d) => d,
+        None => reader.into_dimensions().map_err(map_image_error)?,
+    };
+    if width > max_dimension || height > max_dimension {
+        return Err(FrameError::TooLarge { width, height, max: max_dimension });
+    }
+    // The JPEG decoder fills a cut-off scan with gray rather than failing: catch it here, or a
+    // half-downloaded photo would be analysed as if whole.
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
+        return Err(FrameError::Corrupt("the JPEG data stops before its end marker".into()));
+    }
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| FrameError::Corrupt(e.to_string()))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(max_dimension);
+    limits.max_image_height = Some(max_dimension);
+    limits.max_alloc = Some(MAX_ALLOC_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    let orientation = decoder.orientation().map_err(map_image_error)?;
+    let image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+    Ok((image, orientation))
+}
+
+/// The size of a `width × height` image scaled down (never up) so that its shorter side is at
+/// most `max_short_side`, keeping the aspect ratio.
+pub fn bounded_size(width: u32, height: u32, max_short_side: Option<u32>) -> (u32, u32) {
+    let short = width.min(height);
+    match max_short_side {
+        Some(limit) if limit >= 1 && short > limit => {
+            let k = limit as f64 / short as f64;
+            let scale = |v: u32| ((v as f64 * k).round() as u32).clamp(1, v);
+            (scale(width), scale(height))
+        }
+        _ => (width, height),
+    }
+}
+
+/// A photo prepared for analysis: a frame of bounded size, and the upright size of the photo it
+/// was made from, so that what is found in the frame can be reported in the photo's own pixels.
+#[derive(Debug, Clone)]
+pub struct Photo {
+    pub frame: Frame,
+    /// The photo's width and height, upright, in its own pixels.
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Photo {
+    /// A frame analysed at its own size.
+    pub fn whole(frame: Frame) -> Photo {
+        let (width, height) = (frame.width(), frame.height());
+        Photo { frame, width, height }
+    }
+
+    /// Photo pixels per frame pixel, horizontally and vertically.
+    pub fn scale(&self) -> (f32, f32) {
+        (self.width as f32 / self.frame.width() as f32, self.height as f32 / self.frame.height() as f32)
+    }
+}
+
+/// Whether a JPEG or PNG file whose first bytes are `head` and last bytes `tail` (both may be the
+/// whole file) ends as such a file must. A file cut short (a half-finished download) is refused
+/// this way before any decoder, which may fill the missing part with grey, sees it; the browser
+/// checks photos with it before its own decoder runs. Other formats: true.
+pub fn ends_complete(head: &[u8], tail: &[u8]) -> bool {
+    if head.starts_with(&[0xFF, 0xD8]) {
+        let last = |marker: u8| tail.windows(2).rposition(|w| w[0] == 0xFF && w[1] == marker);
+        return match (last(0xDA), last(0xD9)) {
+            (Some(sos), Some(eoi)) => eoi > sos,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+    }
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return tail.windows(4).any(|w| w == b"IEND");
+    }
+    true
+}
+
 /// Whether a JPEG has an end-of-image marker after its last start-of-scan. Inside entropy-coded
 /// data a 0xFF byte is always followed by 0x00 or a restart marker, so 0xFFD9 there is the real
 /// end; an embedded EXIF thumbnail's end marker comes before the main scan and does not count.
@@ -171,7 +279,8 @@ fn jpeg_is_complete(b: &[u8]) -> bool {
     }
 }
 
-fn header_dimensions(b: &[u8]) -> Option<(u32, u32)> {
+/// Width and height from a PNG, GIF, BMP or JPEG header, without decoding anything.
+pub fn header_dimensions(b: &[u8]) -> Option<(u32, u32)> {
     let be32 = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
     let le16 = |i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?) as u32);
     let be16 = |i: usize| Some(u16::from_be_bytes(b.get(i..i + 2)?.try_into().ok()?) as u32);

@@ -19,7 +19,7 @@ pub use burn;
 pub use classify::{ExpressionClassifier, ModelManifest};
 pub use detect::{DetectError, DetectorConfig, Face, FaceDetector, MtcnnWeights};
 pub use emotion::Emotion;
-pub use frame::{Frame, FrameError};
+pub use frame::{Frame, FrameError, Photo};
 pub use pipeline::{Analysis, ExpressionRecognizer, FaceExpression, PipelineError};
 pub use weights::WeightsError;
 

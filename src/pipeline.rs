@@ -8,7 +8,7 @@ use crate::align::{crop_face, FaceCrop};
 use crate::classify::{ClassifierError, ExpressionClassifier};
 use crate::detect::{DetectError, DetectorConfig, Face, FaceDetector};
 use crate::emotion::Emotion;
-use crate::frame::Frame;
+use crate::frame::{Frame, Photo};
 
 /// A face and what the classifier makes of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +56,32 @@ pub async fn classify_faces(
         .zip(probabilities)
         .map(|(face, probabilities)| FaceExpression { face, probabilities })
         .collect())
+}
+
+/// The faces of a photo and, with a classifier, their expressions, in the photo's own pixels.
+///
+/// Detection and the classifier's crops work on the photo's bounded working frame
+/// ([`Frame::decode_photo`], or the browser's scaled copy), which keeps the smallest face searched
+/// for at [`crate::detect::PHOTO_FACE_PIXELS`] pixels; only the reported boxes and landmarks are
+/// scaled back. The CLI and the browser worker both answer photos through this function.
+pub async fn analyze_photo(
+    detector: &FaceDetector,
+    classifier: Option<&ExpressionClassifier>,
+    photo: &Photo,
+    config: &DetectorConfig,
+) -> Result<Vec<FaceExpression>, PipelineError> {
+    let faces = detector.detect_with(&photo.frame, config).await?;
+    let faces = match classifier {
+        Some(c) => classify_faces(c, &photo.frame, faces).await?,
+        None => faces.into_iter().map(|face| FaceExpression { face, probabilities: Vec::new() }).collect(),
+    };
+    Ok(in_photo_pixels(photo, faces))
+}
+
+/// Faces found in `photo`'s working frame, moved to the photo's own pixels.
+pub fn in_photo_pixels(photo: &Photo, faces: Vec<FaceExpression>) -> Vec<FaceExpression> {
+    let (sx, sy) = photo.scale();
+    faces.into_iter().map(|f| FaceExpression { face: f.face.scaled(sx, sy), ..f }).collect()
 }
 
 /// Face detection and expression classification on one burn device.

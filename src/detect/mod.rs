@@ -10,6 +10,8 @@ pub mod boxes;
 pub mod nets;
 pub mod resample;
 
+use std::borrow::Cow;
+
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
@@ -40,13 +42,30 @@ impl Face {
     pub fn height(&self) -> f32 {
         self.bbox[3] - self.bbox[1]
     }
+
+    /// The same face in an image scaled by `sx` horizontally and `sy` vertically.
+    pub fn scaled(&self, sx: f32, sy: f32) -> Face {
+        let [x1, y1, x2, y2] = self.bbox;
+        Face {
+            bbox: [x1 * sx, y1 * sy, x2 * sx, y2 * sy],
+            score: self.score,
+            landmarks: self.landmarks.map(|[x, y]| [x * sx, y * sy]),
+        }
+    }
 }
 
-/// Tunables of the cascade; the defaults are facenet-pytorch's.
+/// Tunables of the cascade; the thresholds and scale factor are facenet-pytorch's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectorConfig {
     /// Smallest face side searched for, in pixels. Larger is faster.
     pub min_face_size: f32,
+    /// Smallest face side searched for, as a fraction of the image's shorter side; the larger of
+    /// this and `min_face_size` applies. It keeps the work per image bounded whatever its size (a
+    /// face of 20 pixels in a 12-megapixel photo is noise, not what anyone asks about) and means
+    /// the same on every photo. 0 searches down to `min_face_size` pixels, at a cost that grows
+    /// with the image's area.
+    #[serde(default = "default_min_face_fraction")]
+    pub min_face_fraction: f32,
     /// Score thresholds of P-Net, R-Net and O-Net.
     pub thresholds: [f32; 3],
     /// Ratio between pyramid scales.
@@ -55,7 +74,65 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        DetectorConfig { min_face_size: 20.0, thresholds: [0.6, 0.7, 0.7], scale_factor: 0.709 }
+        DetectorConfig {
+            min_face_size: 20.0,
+            min_face_fraction: DEFAULT_MIN_FACE_FRACTION,
+            thresholds: [0.6, 0.7, 0.7],
+            scale_factor: 0.709,
+        }
+    }
+}
+
+/// The default smallest face, as a fraction of the shorter side: 3 %, the 20 pixels of a
+/// 640×480 webcam frame, 90 pixels of a 12-megapixel photo.
+pub const DEFAULT_MIN_FACE_FRACTION: f32 = 0.03;
+
+/// How many pixels the smallest face searched for keeps in a photo's working frame
+/// ([`DetectorConfig::photo_short_side`]): more than O-Net's 48×48 input and the classifier's
+/// crop, so neither sees a face coarser than it was trained on.
+pub const PHOTO_FACE_PIXELS: f32 = 64.0;
+
+/// The largest shorter side a photo is analysed at (8K's): 25 megapixels at 4:3, 75 MB of RGB.
+pub const MAX_PHOTO_SHORT_SIDE: u32 = 4320;
+
+fn default_min_face_fraction() -> f32 {
+    DEFAULT_MIN_FACE_FRACTION
+}
+
+impl DetectorConfig {
+    /// The smallest face side searched for in a `width × height` image, in its pixels.
+    pub fn min_face_in(&self, width: u32, height: u32) -> f32 {
+        self.min_face_size.max(self.min_face_fraction * width.min(height) as f32)
+    }
+
+    /// The shorter side of the working frame a photo is analysed at: the smallest face searched
+    /// for keeps [`PHOTO_FACE_PIXELS`] pixels in it, and it is never above
+    /// [`MAX_PHOTO_SHORT_SIDE`] (a larger photo is scaled down to it whatever the setting, which
+    /// bounds memory). [`crate::Frame::decode_photo`] decodes to it, the browser scales to it.
+    pub fn photo_short_side(&self) -> u32 {
+        let wanted = if self.min_face_fraction > 0.0 {
+            (PHOTO_FACE_PIXELS / self.min_face_fraction).ceil() as u32
+        } else {
+            MAX_PHOTO_SHORT_SIDE
+        };
+        wanted.min(MAX_PHOTO_SHORT_SIDE)
+    }
+
+    /// Checks that the cascade can run with these settings.
+    pub fn validate(&self) -> Result<(), DetectError> {
+        if self.min_face_size.is_nan() || self.min_face_size < 12.0 {
+            return Err(DetectError::Config(format!("minimum face size {} is below 12 pixels", self.min_face_size)));
+        }
+        if !(0.0..=0.5).contains(&self.min_face_fraction) {
+            return Err(DetectError::Config(format!(
+                "minimum face fraction {} is outside 0–0.5 of the shorter side",
+                self.min_face_fraction
+            )));
+        }
+        if !(self.scale_factor > 0.1 && self.scale_factor < 0.95) {
+            return Err(DetectError::Config(format!("scale factor {} is outside 0.1–0.95", self.scale_factor)));
+        }
+        Ok(())
     }
 }
 
@@ -140,27 +217,46 @@ impl FaceDetector {
     /// Detects faces with other settings than the detector's own (a per-request minimum face
     /// size, say), without copying the networks.
     pub async fn detect_with(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Face>, DetectError> {
-        if cfg.min_face_size.is_nan() || cfg.min_face_size < 12.0 {
-            return Err(DetectError::Config(format!("minimum face size {} is below 12 pixels", cfg.min_face_size)));
-        }
-        if !(cfg.scale_factor > 0.1 && cfg.scale_factor < 0.95) {
-            return Err(DetectError::Config(format!("scale factor {} is outside 0.1–0.95", cfg.scale_factor)));
-        }
-        let candidates = self.stage1(frame, cfg).await?;
+        cfg.validate()?;
+        let min_face = cfg.min_face_in(frame.width(), frame.height());
+        // The cascade reads a working copy in which the smallest face searched for is 24 pixels
+        // (R-Net's input): the pyramid is then made from a bounded image instead of the whole
+        // frame, and a large photo gives what the same photo at that size gives (O-Net cutting
+        // its crops from the sharper frame instead raises buttons and patterns the photo at
+        // its own scale never shows). Faces come back in the frame's pixels.
+        let k = (24.0 / min_face).min(1.0);
+        let working = if k < 1.0 {
+            let (w, h) = (frame.width(), frame.height());
+            let (ww, wh) = (((w as f32 * k).ceil() as u32).max(1), ((h as f32 * k).ceil() as u32).max(1));
+            let rgb = resample::downscale_rgb(frame.rgb(), w as usize, h as usize, 3, ww as usize, wh as usize);
+            Cow::Owned(Frame::from_rgb(ww, wh, rgb).map_err(|e| DetectError::Config(e.to_string()))?)
+        } else {
+            Cow::Borrowed(frame)
+        };
+        let kx = working.width() as f32 / frame.width() as f32;
+        let ky = working.height() as f32 / frame.height() as f32;
+        let candidates = self.stage1(frame, &working, min_face, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let candidates = self.stage2(frame, candidates, cfg).await?;
+        let candidates = self.stage2(&working, (kx, ky), candidates, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        self.stage3(frame, candidates, cfg).await
+        self.stage3(&working, (kx, ky), candidates, cfg).await
     }
 
-    /// P-Net over the scale pyramid.
-    async fn stage1(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Candidate>, DetectError> {
+    /// P-Net over the scale pyramid of `frame`, whose levels are made from `working` (the frame
+    /// itself or a smaller copy); candidates are in `frame`'s pixels.
+    async fn stage1(
+        &self,
+        frame: &Frame,
+        working: &Frame,
+        min_face: f32,
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Candidate>, DetectError> {
         let (w, h) = (frame.width() as f32, frame.height() as f32);
-        let m = 12.0 / cfg.min_face_size;
+        let m = 12.0 / min_face;
         let mut minl = w.min(h) * m;
         let mut scales = Vec::new();
         let mut scale = m;
@@ -174,7 +270,7 @@ impl FaceDetector {
             let sh = (h * scale + 1.0) as usize;
             let sw = (w * scale + 1.0) as usize;
             let mut input = Vec::with_capacity(3 * sh * sw);
-            resize_area_into(frame, (0, 0, frame.width() as usize, frame.height() as usize), sw, sh, &mut input);
+            resize_area_into(working, (0, 0, working.width() as usize, working.height() as usize), sw, sh, &mut input);
             let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, sh, sw]), &self.device);
             let (reg, prob) = self.pnet.forward(x);
             let [oh, ow] = [prob.dims()[2], prob.dims()[3]];
@@ -204,14 +300,16 @@ impl FaceDetector {
         Ok(keep.into_iter().map(|i| square(&regress(&all[i], all[i].reg, false))).collect())
     }
 
-    /// R-Net on 24×24 crops of the candidates.
+    /// R-Net on 24×24 crops of the candidates, cut from `working`, which is the frame scaled by
+    /// `scale` (x, y); candidates stay in the frame's pixels.
     async fn stage2(
         &self,
-        frame: &Frame,
+        working: &Frame,
+        scale: (f32, f32),
         candidates: Vec<Candidate>,
         cfg: &DetectorConfig,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let (kept, input) = self.crops(frame, &candidates, 24);
+        let (kept, input) = self.crops(working, scale, &candidates, 24);
         if kept.is_empty() {
             return Ok(Vec::new());
         }
@@ -235,14 +333,16 @@ impl FaceDetector {
         Ok(keep.into_iter().map(|i| square(&regress(&passed[i], passed[i].reg, true))).collect())
     }
 
-    /// O-Net on 48×48 crops: final scores, boxes and landmarks.
+    /// O-Net on 48×48 crops cut from `frame` scaled by `scale`: final scores, boxes and
+    /// landmarks, in the unscaled frame's pixels.
     async fn stage3(
         &self,
         frame: &Frame,
+        scale: (f32, f32),
         candidates: Vec<Candidate>,
         cfg: &DetectorConfig,
     ) -> Result<Vec<Face>, DetectError> {
-        let (kept, input) = self.crops(frame, &candidates, 48);
+        let (kept, input) = self.crops(frame, scale, &candidates, 48);
         if kept.is_empty() {
             return Ok(Vec::new());
         }
@@ -279,13 +379,20 @@ impl FaceDetector {
             .collect())
     }
 
-    /// Area-resized, normalised crops of the candidates' windows, stacked NCHW; returns the
-    /// indices of the candidates whose window is not empty.
-    fn crops(&self, frame: &Frame, candidates: &[Candidate], size: usize) -> (Vec<usize>, Vec<f32>) {
+    /// Area-resized, normalised crops of the candidates' windows (scaled by `scale` into
+    /// `frame`'s pixels), stacked NCHW; returns the indices of the candidates whose window is not
+    /// empty.
+    fn crops(&self, frame: &Frame, scale: (f32, f32), candidates: &[Candidate], size: usize) -> (Vec<usize>, Vec<f32>) {
         let mut kept = Vec::new();
         let mut input = Vec::with_capacity(candidates.len() * 3 * size * size);
         for (i, c) in candidates.iter().enumerate() {
-            if let Some(window) = crop_window(c, frame.width(), frame.height()) {
+            let (kx, ky) = scale;
+            let c = if scale == (1.0, 1.0) {
+                *c
+            } else {
+                Candidate { x1: c.x1 * kx, y1: c.y1 * ky, x2: c.x2 * kx, y2: c.y2 * ky, ..*c }
+            };
+            if let Some(window) = crop_window(&c, frame.width(), frame.height()) {
                 resize_area_into(frame, window, size, size, &mut input);
                 kept.push(i);
             }

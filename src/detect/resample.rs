@@ -65,6 +65,47 @@ pub fn resize_area_into(
     }
 }
 
+/// Area-downscales a packed 8-bit image of `channels` channels (1 gray, 2 gray + alpha, 3 RGB,
+/// 4 RGBA) to `out_w × out_h` RGB, with the same bins as [`resize_area_into`]. It keeps one
+/// output row of sums, so a 100-megapixel photo becomes a working copy without a second buffer
+/// of its size (that is what bounds the memory of a large photo's analysis).
+pub fn downscale_rgb(src: &[u8], width: usize, height: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
+    let cols = bins(width, out_w);
+    let rows = bins(height, out_h);
+    let stride = width * channels;
+    let mut out = Vec::with_capacity(out_w * out_h * 3);
+    let mut acc = vec![0f32; out_w * 3];
+    for &(s, e) in &rows {
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        for r in s..e {
+            let line = &src[r * stride..(r + 1) * stride];
+            for (o, &(cs, ce)) in cols.iter().enumerate() {
+                let mut sum = [0u32; 3];
+                for c in cs..ce {
+                    let px = &line[c * channels..(c + 1) * channels];
+                    if channels >= 3 {
+                        sum[0] += px[0] as u32;
+                        sum[1] += px[1] as u32;
+                        sum[2] += px[2] as u32;
+                    } else {
+                        sum[0] += px[0] as u32;
+                    }
+                }
+                if channels < 3 {
+                    sum = [sum[0]; 3];
+                }
+                let n = (ce - cs) as f32;
+                for ch in 0..3 {
+                    acc[o * 3 + ch] += sum[ch] as f32 / n;
+                }
+            }
+        }
+        let n = (e - s) as f32;
+        out.extend(acc.iter().map(|&v| (v / n).round().clamp(0.0, 255.0) as u8));
+    }
+    out
+}
+
 /// Bin boundaries of adaptive pooling from `input` cells to `output` cells.
 fn bins(input: usize, output: usize) -> Vec<(usize, usize)> {
     (0..output)
@@ -86,6 +127,16 @@ mod tests {
         assert_eq!(bins(4, 2), vec![(0, 2), (2, 4)]);
         // Upsampling repeats cells.
         assert_eq!(bins(2, 4), vec![(0, 1), (0, 1), (1, 2), (1, 2)]);
+    }
+
+    #[test]
+    fn downscale_averages_blocks_of_any_channel_count() {
+        // 4×2 image, left half 0 and right half 200, to 2×1; as gray, gray + alpha, RGB and RGBA.
+        let values = [0u8, 0, 200, 200, 0, 0, 200, 200];
+        for channels in 1..=4 {
+            let src: Vec<u8> = values.iter().flat_map(|&v| vec![v; channels]).collect();
+            assert_eq!(downscale_rgb(&src, 4, 2, channels, 2, 1), vec![0, 0, 0, 200, 200, 200], "{channels}");
+        }
     }
 
     #[test]
