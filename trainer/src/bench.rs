@@ -14,7 +14,7 @@ pub fn default_bench_image() -> PathBuf {
     crate::repo_root().join("tests/fixtures/bench/astronaut_640x480.jpg")
 }
 
-pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCode> {
+pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64], large: bool) -> Result<ExitCode> {
     let path = image.unwrap_or_else(default_bench_image);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let frame = Frame::decode(&bytes).with_context(|| format!("decoding {}", path.display()))?;
@@ -72,7 +72,42 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64]) -> Result<ExitCo
             time_width(width, layout, runs.max(30))?;
         }
     }
+    if large {
+        large_photos()?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mien-trainer detect` on 12, 48 and 108-megapixel JPEGs made from a fixture: wall time and
+/// peak memory of the whole command (its own process, so the photos made here do not count).
+fn large_photos() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("mien-bench-large-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let source = image::open(crate::repo_root().join("tests/fixtures/faces/apollo11_crew.jpg"))?.to_rgb8();
+    let exe = std::env::current_exe()?;
+    for (w, h) in [(4000u32, 3000u32), (8000, 6000), (12000, 9000)] {
+        let path = dir.join(format!("photo-{w}x{h}.jpg"));
+        {
+            let big = image::imageops::resize(&source, w, h, image::imageops::FilterType::Triangle);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&big)?;
+        }
+        let t = Instant::now();
+        let out = std::process::Command::new(&exe).arg("detect").arg("--peak-memory").arg(&path).output()?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "detect failed on {}: {stderr}", path.display());
+        println!(
+            "native detect {w:>5}×{h:<5} ({:>3.0} MP JPEG): {ms:6.0} ms for the whole command, {}; {}",
+            (w * h) as f64 / 1e6,
+            stderr.trim(),
+            stdout.lines().next().unwrap_or("").rsplit(", ").next().unwrap_or("")
+        );
+        std::fs::remove_file(&path).ok();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
 }
 
 /// Wall time of `runs` calls of `f`, in milliseconds, sorted (so `[0]` is the minimum and

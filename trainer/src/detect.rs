@@ -30,21 +30,29 @@ struct Line<'a> {
     faces: &'a [Face],
 }
 
-pub fn run(images: &[PathBuf], min_face: f32, json: bool) -> Result<ExitCode> {
+/// Each photo is decoded to its bounded working frame ([`Frame::decode_photo`]) and answered by
+/// [`mien::pipeline::analyze_photo`], one after another: a photo that fails is reported and the
+/// others go on.
+pub fn run(images: &[PathBuf], min_face: f32, min_face_fraction: f32, json: bool) -> Result<ExitCode> {
     let det = detector(min_face)?;
+    let config = DetectorConfig { min_face_fraction, ..det.config().clone() };
+    config.validate()?;
     let mut failures = 0;
     for path in images {
         let outcome = std::fs::read(path)
             .map_err(|e| format!("cannot read the file: {e}"))
-            .and_then(|bytes| Frame::decode(&bytes).map_err(|e| e.to_string()))
-            .and_then(|frame| det.detect(&frame).map(|faces| (frame, faces)).map_err(|e| e.to_string()));
+            .and_then(|bytes| Frame::decode_photo(&bytes, Some(config.photo_short_side())).map_err(|e| e.to_string()))
+            .and_then(|photo| {
+                let found = pollster::block_on(mien::pipeline::analyze_photo(&det, None, &photo, &config));
+                found.map(|f| (photo, f.into_iter().map(|f| f.face).collect::<Vec<Face>>())).map_err(|e| e.to_string())
+            });
         match outcome {
-            Ok((frame, faces)) => {
+            Ok((photo, faces)) => {
                 if json {
-                    let line = Line { image: path, width: frame.width(), height: frame.height(), faces: &faces };
+                    let line = Line { image: path, width: photo.width, height: photo.height, faces: &faces };
                     println!("{}", serde_json::to_string(&line)?);
                 } else {
-                    println!("{}: {}×{}, {} face(s)", path.display(), frame.width(), frame.height(), faces.len());
+                    println!("{}: {}×{}, {} face(s)", path.display(), photo.width, photo.height, faces.len());
                     for f in &faces {
                         let [x1, y1, x2, y2] = f.bbox;
                         println!("  box [{x1:.1}, {y1:.1}, {x2:.1}, {y2:.1}]  score {:.4}", f.score);

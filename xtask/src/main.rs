@@ -264,7 +264,7 @@ fn bench(args: &[String]) -> Result {
     setup()?;
     let runs =
         args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "30".into());
-    trainer(&["bench-detect".into(), "--runs".into(), runs.clone()])?;
+    trainer(&["bench-detect".into(), "--runs".into(), runs.clone(), "--large-photos".into()])?;
     build_web(false)?;
     download_sizes()?;
     run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))

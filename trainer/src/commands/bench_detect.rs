@@ -18,8 +18,12 @@ pub struct Args {
     /// model would cost per face.
     #[arg(long, value_delimiter = ',')]
     pub widths: Vec<f64>,
+    /// Also run `detect` on 12, 48 and 108-megapixel JPEGs made from a fixture, reporting each
+    /// command's time and peak memory.
+    #[arg(long)]
+    pub large_photos: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    crate::bench::run(a.runs, a.image, &a.widths)
+    crate::bench::run(a.runs, a.image, &a.widths, a.large_photos)
 }
