@@ -119,11 +119,11 @@ impl InferenceWorker {
 
     /// Finds and classifies the faces of `image`, whose buffer is transferred (not copied) to
     /// the worker; `done` gets the answer.
-    pub fn detect(&self, image: Image, min_face: f32, done: Callback<Reply>) {
+    pub fn detect(&self, image: Image, min_face: f32, min_face_fraction: f32, done: Callback<Reply>) {
         let mut inner = self.inner.borrow_mut();
         inner.next_id = inner.next_id.wrapping_add(1);
         let id = inner.next_id;
-        let request = Request::Detect(DetectJob { id, image, min_face });
+        let request = Request::Detect(DetectJob { id, image, min_face, min_face_fraction });
         inner.pending.insert(id, done);
         if inner.ready {
             post(&self.worker, &request);

@@ -32,11 +32,13 @@ impl PartialEq for WorkerRef {
 
 impl WorkerRef {
     /// Finds and classifies the faces of an image file's bytes (transferred to the worker, not
-    /// copied); `done` gets the answer, or an error when no worker is running.
-    pub fn detect_file(&self, bytes: ArrayBuffer, min_face: f32, done: Callback<Reply>) {
+    /// copied), down to faces of `min_face_fraction` of the photo's shorter side (and 20 pixels);
+    /// `done` gets the answer, or an error when no worker is running.
+    pub fn detect_file(&self, bytes: ArrayBuffer, min_face_fraction: f32, done: Callback<Reply>) {
         let worker = self.0.borrow();
+        let min_face = mien::DetectorConfig::default().min_face_size;
         match worker.as_ref() {
-            Some(w) => w.detect(Image::File(bytes), min_face, done),
+            Some(w) => w.detect(Image::File(bytes), min_face, min_face_fraction, done),
             None => {
                 drop(worker);
                 done.emit(Err("the engine is not running".into()));
@@ -56,7 +58,8 @@ impl WorkerRef {
     ) -> bool {
         match self.0.borrow().as_ref() {
             Some(w) => {
-                w.detect(Image::Rgba { pixels, width, height }, min_face, done);
+                // A video frame's smallest face is the page's setting in pixels, as chosen.
+                w.detect(Image::Rgba { pixels, width, height }, min_face, 0.0, done);
                 true
             }
             None => false,

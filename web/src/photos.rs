@@ -1,7 +1,13 @@
 //! The photos page: choose, drop or paste photos; each appears with its faces boxed, their
 //! landmarks marked and their expressions classified, computed by the worker in this tab.
 //! The results download as CSV or JSON, built in the page (nothing is uploaded).
+//!
+//! Photos wait in a queue as file handles (nothing is read until its turn); at most
+//! [`IN_FLIGHT`] are read and sent to the worker at a time, so dropping 200 photos holds two
+//! files in memory, not 200. The queue shows its progress and time left, and can be cancelled.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use gloo::events::EventListener;
@@ -10,16 +16,21 @@ use js_sys::ArrayBuffer;
 use mien::Emotion;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{ClipboardEvent, DragEvent, File, FileList, HtmlInputElement};
+use web_sys::{ClipboardEvent, DragEvent, File, FileList, HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use crate::engine::EngineContext;
+use crate::engine::{EngineContext, WorkerRef};
 use crate::protocol::DetectReply;
 use crate::widgets::{probability_bars, top};
 
 #[derive(Clone, PartialEq)]
 pub enum Status {
+    /// Waiting for its turn.
+    Queued,
+    /// Read and sent to the worker.
     Pending,
+    /// Taken out of the queue by Cancel before its turn.
+    Cancelled,
     Done(DetectReply),
     Failed(String),
 }
@@ -46,7 +57,10 @@ pub struct PhotosState {
 
 pub enum Action {
     Add(Photo),
+    Start(u32),
     Finish(u32, Result<DetectReply, String>),
+    /// Marks the photos still queued as cancelled.
+    Cancel,
     Clear,
 }
 
@@ -59,6 +73,16 @@ impl Reducible for PhotosState {
             Action::Add(p) => {
                 s.next_id = s.next_id.max(p.id);
                 s.photos.push(p)
+            }
+            Action::Start(id) => {
+                if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
+                    p.status = Status::Pending;
+                }
+            }
+            Action::Cancel => {
+                for p in s.photos.iter_mut().filter(|p| p.status == Status::Queued) {
+                    p.status = Status::Cancelled;
+                }
             }
             Action::Finish(id, r) => {
                 if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
@@ -86,37 +110,127 @@ fn next_id() -> u32 {
     })
 }
 
+/// The smallest-face choices: a share of the photo's shorter side. The work per photo is bounded
+/// by it, so the smaller choices say what they cost on a large photo.
+const MIN_FACE_CHOICES: [(f32, &str); 4] = [
+    (mien::detect::DEFAULT_MIN_FACE_FRACTION, "3 % of the photo (fast)"),
+    (0.015, "1.5 % (group photos; slower on large photos)"),
+    (0.0075, "0.75 % (crowds; several seconds on a large photo)"),
+    (0.0, "any face from 20 px (slowest: grows with the photo's area)"),
+];
+
+/// Photos read and handed to the worker at a time: one being analysed, the next one ready.
+const IN_FLIGHT: usize = 2;
+
+/// Photos waiting for their turn, as file handles, and the progress of the current batch.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<(u32, File, f32)>,
+    in_flight: usize,
+    /// Photos finished since the queue was last empty, and when that batch began (ms).
+    batch_done: usize,
+    batch_started: f64,
+}
+
+/// Sends queued photos to the worker until [`IN_FLIGHT`] are there; each answer sends the next.
+fn pump(
+    queue: &Rc<RefCell<Queue>>,
+    worker: &WorkerRef,
+    dispatcher: &UseReducerDispatcher<PhotosState>,
+    tick: &UseStateSetter<u32>,
+) {
+    loop {
+        let next = {
+            let mut q = queue.borrow_mut();
+            if q.in_flight >= IN_FLIGHT {
+                return;
+            }
+            let Some(next) = q.waiting.pop_front() else { return };
+            q.in_flight += 1;
+            next
+        };
+        let (id, file, min_face) = next;
+        dispatcher.dispatch(Action::Start(id));
+        let (queue, worker, dispatcher, tick) = (queue.clone(), worker.clone(), dispatcher.clone(), tick.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            let finish = {
+                let (queue, worker, dispatcher, tick) =
+                    (queue.clone(), worker.clone(), dispatcher.clone(), tick.clone());
+                move |r: Result<DetectReply, String>| {
+                    dispatcher.dispatch(Action::Finish(id, r));
+                    {
+                        let mut q = queue.borrow_mut();
+                        q.in_flight -= 1;
+                        q.batch_done += 1;
+                        tick.set(q.batch_done as u32);
+                    }
+                    pump(&queue, &worker, &dispatcher, &tick);
+                }
+            };
+            match JsFuture::from(file.array_buffer()).await {
+                Ok(b) => worker.detect_file(b.unchecked_into::<ArrayBuffer>(), min_face, Callback::from(finish)),
+                Err(e) => finish(Err(format!("the file could not be read ({e:?}); is it still on the disk?"))),
+            }
+        });
+    }
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
+}
+
 #[function_component(Photos)]
 pub fn photos() -> Html {
     let ctx = use_context::<EngineContext>().expect("Photos is rendered inside the app shell");
     let state = use_reducer(PhotosState::default);
-    let min_face = use_state(|| 20.0f64);
+    let min_face = use_state(|| mien::detect::DEFAULT_MIN_FACE_FRACTION);
+    let queue = use_mut_ref(Queue::default);
+    // Re-renders the progress line when a photo of the batch finishes.
+    let tick = use_state(|| 0u32);
 
     let add_files = {
         let worker = ctx.worker.clone();
         let dispatcher = state.dispatcher();
         let min_face = min_face.clone();
+        let queue = queue.clone();
+        let tick = tick.setter();
         Callback::from(move |files: Vec<File>| {
+            {
+                let mut q = queue.borrow_mut();
+                if q.waiting.is_empty() && q.in_flight == 0 {
+                    q.batch_done = 0;
+                    q.batch_started = now_ms();
+                }
+            }
             for file in files {
                 let id = next_id();
                 let name = if file.name().is_empty() { format!("pasted-{id}") } else { file.name() };
                 let url = Rc::new(ObjectUrl::from(Blob::from(file.clone())));
-                dispatcher.dispatch(Action::Add(Photo { id, name, url, status: Status::Pending }));
-                let worker = worker.clone();
-                let dispatcher = dispatcher.clone();
-                let min_face = *min_face;
-                wasm_bindgen_futures::spawn_local(async move {
-                    let bytes = match JsFuture::from(file.array_buffer()).await {
-                        Ok(b) => b.unchecked_into::<ArrayBuffer>(),
-                        Err(e) => {
-                            dispatcher.dispatch(Action::Finish(id, Err(format!("the file could not be read: {e:?}"))));
-                            return;
-                        }
-                    };
-                    let done = Callback::from(move |r| dispatcher.dispatch(Action::Finish(id, r)));
-                    worker.detect_file(bytes, min_face as f32, done);
-                });
+                dispatcher.dispatch(Action::Add(Photo { id, name, url, status: Status::Queued }));
+                queue.borrow_mut().waiting.push_back((id, file, *min_face));
             }
+            pump(&queue, &worker, &dispatcher, &tick);
+        })
+    };
+    let on_cancel = {
+        let dispatcher = state.dispatcher();
+        let queue = queue.clone();
+        Callback::from(move |_| {
+            queue.borrow_mut().waiting.clear();
+            dispatcher.dispatch(Action::Cancel);
+        })
+    };
+    let progress = {
+        let q = queue.borrow();
+        let left = q.waiting.len() + q.in_flight;
+        (left > 0).then(|| {
+            let total = q.batch_done + left;
+            let per_photo = (q.batch_done > 0).then(|| (now_ms() - q.batch_started) / q.batch_done as f64);
+            let eta = match per_photo {
+                Some(ms) => format!(" · about {:.0} s left", ms * left as f64 / 1000.0),
+                None => String::new(),
+            };
+            (q.batch_done, total, eta)
         })
     };
 
@@ -157,15 +271,19 @@ pub fn photos() -> Html {
     let on_min_face = {
         let min_face = min_face.clone();
         Callback::from(move |e: Event| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            if let Ok(v) = input.value().parse::<f64>() {
-                min_face.set(v.clamp(12.0, 1000.0));
+            let select: HtmlSelectElement = e.target_unchecked_into();
+            if let Ok(v) = select.value().parse::<f32>() {
+                min_face.set(v.clamp(0.0, 0.5));
             }
         })
     };
     let on_clear = {
         let dispatcher = state.dispatcher();
-        Callback::from(move |_| dispatcher.dispatch(Action::Clear))
+        let queue = queue.clone();
+        Callback::from(move |_| {
+            queue.borrow_mut().waiting.clear();
+            dispatcher.dispatch(Action::Clear)
+        })
     };
     let done: Vec<(&str, &DetectReply)> = state
         .photos
@@ -186,10 +304,26 @@ pub fn photos() -> Html {
                 <span>{ "Choose photos, drop them here, or paste one (Ctrl+V)" }</span>
             </label>
             <div class="settings">
-                <label>{ "Smallest face (px) " }
-                    <input id="min-face" type="number" min="12" max="1000" step="1" value={min_face.to_string()} onchange={on_min_face} />
+                <label title="A face smaller than this share of the photo's shorter side is not searched for. Smaller shares find the faces at the back of a group photo, and a large photo then takes longer and more memory.">{ "Smallest face " }
+                    <select id="min-face" onchange={on_min_face}>
+                        { for MIN_FACE_CHOICES.iter().map(|(v, label)| html! {
+                            <option value={v.to_string()} selected={*min_face == *v}>{ *label }</option>
+                        }) }
+                    </select>
                 </label>
                 <button type="button" onclick={on_clear} disabled={state.photos.is_empty()}>{ "Clear" }</button>
+                { match &progress {
+                    Some((done, total, eta)) => html! {
+                        <>
+                        <span id="photos-progress" class="note" data-done={done.to_string()} data-total={total.to_string()}>
+                            <progress max={total.to_string()} value={done.to_string()}></progress>
+                            { format!(" {done} of {total}{eta}") }
+                        </span>
+                        <button id="photos-cancel" type="button" onclick={on_cancel}>{ "Cancel" }</button>
+                        </>
+                    },
+                    None => html! {},
+                } }
                 { match csv_href {
                     Some(href) => html! { <a id="download-csv" class="button" href={href} download="mien-results.csv">{ "Download CSV" }</a> },
                     None => html! {},
@@ -274,9 +408,19 @@ fn files_of(list: Option<FileList>) -> Vec<File> {
 fn photo_card(photo: &Photo) -> Html {
     let url = photo.url.to_string();
     match &photo.status {
+        Status::Queued => html! {
+            <article class="photo" key={photo.id} data-name={photo.name.clone()} data-state="queued">
+                <p class="caption">{ format!("{} · waiting", photo.name) }</p>
+            </article>
+        },
+        Status::Cancelled => html! {
+            <article class="photo" key={photo.id} data-name={photo.name.clone()} data-state="cancelled">
+                <p class="caption">{ format!("{} · cancelled", photo.name) }</p>
+            </article>
+        },
         Status::Pending => html! {
             <article class="photo" key={photo.id} data-name={photo.name.clone()} data-state="pending">
-                <figure><img src={url} alt={photo.name.clone()} /></figure>
+                <figure><img src={url} alt={photo.name.clone()} decoding="async" loading="lazy" /></figure>
                 <p class="caption">{ format!("{} · working…", photo.name) }</p>
             </article>
         },
@@ -304,7 +448,7 @@ fn photo_card(photo: &Photo) -> Html {
                 <article class="photo" key={photo.id} data-name={photo.name.clone()} data-state="done"
                     data-faces={n.to_string()} data-result={json}>
                     <figure>
-                        <img src={url} alt={photo.name.clone()} />
+                        <img src={url} alt={photo.name.clone()} decoding="async" loading="lazy" />
                         <svg class="overlay" viewBox={format!("0 0 {} {}", r.width, r.height)} preserveAspectRatio="none">
                             { for r.faces.iter().enumerate().map(|(i, f)| {
                                 let b = f.face.bbox;

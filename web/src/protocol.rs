@@ -154,6 +154,10 @@ pub struct DetectJob {
     pub image: Image,
     /// Smallest face searched for, in pixels.
     pub min_face: f32,
+    /// Smallest face searched for, as a fraction of the image's shorter side (the larger of the
+    /// two applies; see [`mien::DetectorConfig::min_face_fraction`]). Photos are also decoded
+    /// to the working size it needs.
+    pub min_face_fraction: f32,
 }
 
 /// An image for the worker, as a transferable buffer.

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
 use mien::burn::prelude::Device;
-use mien::{DetectorConfig, ExpressionClassifier, FaceDetector, FaceExpression, Frame, MtcnnWeights};
+use mien::{DetectorConfig, ExpressionClassifier, FaceDetector, FaceExpression, Frame, MtcnnWeights, Photo};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -201,20 +201,22 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         .with(|s| s.borrow().clone())
         .ok_or_else(|| "the detector is still loading; try again in a moment".to_string())?;
     let t0 = now();
-    let frame = match &job.image {
-        Image::Rgba { pixels, width, height } => {
-            Frame::from_rgba(*width, *height, &Uint8Array::new(pixels).to_vec()).map_err(|e| e.to_string())?
-        }
-        Image::File(bytes) => Frame::decode(&Uint8Array::new(bytes).to_vec()).map_err(|e| e.to_string())?,
-    };
-    let t1 = now();
     let mut config = state.detector.config().clone();
     config.min_face_size = job.min_face;
-    let faces = state.detector.detect_with(&frame, &config).await.map_err(|e| e.to_string())?;
+    config.min_face_fraction = job.min_face_fraction;
+    config.validate().map_err(|e| e.to_string())?;
+    let photo = match &job.image {
+        Image::Rgba { pixels, width, height } => Photo::whole(
+            Frame::from_rgba(*width, *height, &Uint8Array::new(pixels).to_vec()).map_err(|e| e.to_string())?,
+        ),
+        Image::File(bytes) => decode_photo(bytes, Some(config.photo_short_side())).await?,
+    };
+    let t1 = now();
+    let faces = state.detector.detect_with(&photo.frame, &config).await.map_err(|e| e.to_string())?;
     let t2 = now();
     let (faces, labels) = match &state.classifier {
         Some(c) => {
-            let faces = mien::pipeline::classify_faces(c, &frame, faces).await.map_err(|e| e.to_string())?;
+            let faces = mien::pipeline::classify_faces(c, &photo.frame, faces).await.map_err(|e| e.to_string())?;
             (faces, c.manifest().labels.clone())
         }
         None => {
@@ -222,9 +224,12 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         }
     };
     let t3 = now();
+    // Reported in the photo's own pixels (the working frame may be smaller), as
+    // `mien::pipeline::analyze_photo` does; the stages are called one by one here to time each.
+    let faces = mien::pipeline::in_photo_pixels(&photo, faces);
     Ok(DetectReply {
-        width: frame.width(),
-        height: frame.height(),
+        width: photo.width,
+        height: photo.height,
         faces,
         labels,
         decode_ms: t1 - t0,
@@ -232,4 +237,83 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         classify_ms: t3 - t2,
         backend: state.backend,
     })
+}
+
+/// Decodes a photo file to its working frame (shorter side at most `max_short_side`).
+///
+/// A larger photo, or one whose size mien cannot read from its header, is decoded and scaled by
+/// the browser (`createImageBitmap`, EXIF orientation applied), so the wasm
+/// heap holds only the working frame, never a 100-megapixel buffer, and every format the browser
+/// reads (AVIF, HEIC on Safari) works. Where the browser cannot, mien's own decoder tries, and
+/// its message says what is wrong with the file.
+async fn decode_photo(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<Photo, String> {
+    let len = bytes.byte_length();
+    if len == 0 {
+        return Err(mien::FrameError::Empty.to_string());
+    }
+    let head = Uint8Array::new_with_byte_offset_and_length(bytes, 0, len.min(1 << 16)).to_vec();
+    let tail_start = len.saturating_sub(1 << 16);
+    let tail = Uint8Array::new_with_byte_offset_and_length(bytes, tail_start, len - tail_start).to_vec();
+    if !mien::frame::ends_complete(&head, &tail) {
+        return Err(mien::FrameError::Corrupt("the file stops before its end".into()).to_string());
+    }
+    // A header claiming a giant is refused before anything is decoded, and a photo already
+    // within the working size is decoded here by mien's own decoder, exactly as natively.
+    if let Some((width, height)) = mien::frame::header_dimensions(&head) {
+        let max = mien::frame::MAX_DIMENSION;
+        if width > max || height > max {
+            return Err(mien::FrameError::TooLarge { width, height, max }.to_string());
+        }
+        if max_short_side.is_none_or(|side| width.min(height) <= side) {
+            return Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side).map_err(|e| e.to_string());
+        }
+    }
+    match browser_decode(bytes, max_short_side).await {
+        Ok(photo) => Ok(photo),
+        Err(_) => Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side).map_err(|e| e.to_string()),
+    }
+}
+
+async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<Photo, JsValue> {
+    use web_sys::{
+        Blob, ColorSpaceConversion, ImageBitmap, ImageBitmapOptions, ImageOrientation, OffscreenCanvas,
+        OffscreenCanvasRenderingContext2d, PremultiplyAlpha, ResizeQuality,
+    };
+    let blob = Blob::new_with_buffer_source_sequence(&js_sys::Array::of1(bytes))?;
+    let options = ImageBitmapOptions::new();
+    options.set_image_orientation(ImageOrientation::FromImage);
+    // As mien's own decoder reads pixels: no colour-profile conversion, alpha not premultiplied.
+    options.set_color_space_conversion(ColorSpaceConversion::None);
+    options.set_premultiply_alpha(PremultiplyAlpha::None);
+    let full: ImageBitmap =
+        JsFuture::from(scope().create_image_bitmap_with_blob_and_image_bitmap_options(&blob, &options)?)
+            .await?
+            .dyn_into()?;
+    let (width, height) = (full.width(), full.height());
+    let max = mien::frame::MAX_DIMENSION;
+    if width > max || height > max {
+        full.close();
+        return Err(JsValue::from_str(&mien::FrameError::TooLarge { width, height, max }.to_string()));
+    }
+    let (fw, fh) = mien::frame::bounded_size(width, height, max_short_side);
+    let bitmap = if (fw, fh) == (width, height) {
+        full
+    } else {
+        options.set_resize_width(fw);
+        options.set_resize_height(fh);
+        options.set_resize_quality(ResizeQuality::High);
+        let small =
+            JsFuture::from(scope().create_image_bitmap_with_image_bitmap_and_image_bitmap_options(&full, &options)?)
+                .await;
+        full.close();
+        small?.dyn_into()?
+    };
+    let canvas = OffscreenCanvas::new(fw, fh)?;
+    let context: OffscreenCanvasRenderingContext2d =
+        canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
+    context.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
+    bitmap.close();
+    let rgba = context.get_image_data(0.0, 0.0, fw as f64, fh as f64)?.data();
+    let frame = Frame::from_rgba(fw, fh, &rgba.0).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    Ok(Photo { frame, width, height })
 }

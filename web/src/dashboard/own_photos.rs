@@ -110,7 +110,7 @@ pub fn own_photos() -> Html {
                             Ok((truth, r.labels.clone(), f.probabilities.clone()))
                         }))
                     });
-                    worker.detect_file(bytes, 20.0, done);
+                    worker.detect_file(bytes, mien::detect::DEFAULT_MIN_FACE_FRACTION, done);
                 });
             }
         })
