@@ -20,7 +20,11 @@ async fn upload_and_wait(h: &Harness, files: &[PathBuf], secs: u64) -> Vec<Value
     let input = h.wait_for("#file-input", 30).await;
     let paths: Vec<String> = files.iter().map(|p| p.canonicalize().unwrap().display().to_string()).collect();
     input.send_keys(&paths.join("\n")).await.unwrap();
-    let want = before as usize + files.len();
+    wait_answers(h, before as usize + files.len(), secs).await
+}
+
+/// Waits until the page shows `want` photo cards, each done or failed, and returns them.
+async fn wait_answers(h: &Harness, want: usize, secs: u64) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         let cards = h
@@ -30,7 +34,7 @@ async fn upload_and_wait(h: &Harness, files: &[PathBuf], secs: u64) -> Vec<Value
             )
             .await;
         let cards = cards.as_array().unwrap().clone();
-        if cards.len() >= want && cards.iter().all(|c| c["state"] != "pending") {
+        if cards.len() >= want && cards.iter().all(|c| c["state"] == "done" || c["state"] == "error") {
             return cards;
         }
         assert!(std::time::Instant::now() < deadline, "photos still pending after {secs} s: {cards:?}");
@@ -193,6 +197,69 @@ async fn photos_on_the_webgpu_path_match_native_detection() {
         assert_matches_native(f, card(&cards, &f.file_name().unwrap().to_string_lossy()), 0.95);
     }
     h.screenshot("photos-webgpu").await;
+    h.assert_private();
+    h.finish().await;
+}
+
+/// A batch as people drop one: 30 photos, one of them a 12-megapixel phone-size photo made here
+/// from a fixture and one a broken file. They are queued and answered one after another with a
+/// progress line; every card ends done or with its error, the large photo's faces are reported in
+/// its own pixels, and the JSON export covers every photo that was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn a_batch_of_photos_is_queued_answered_and_exported() {
+    let dir = TempDir::new("batch");
+    let mut files = Vec::new();
+    for i in 0..28 {
+        let src = ["faces/bryan_codait_tiny.png", "faces/luciano_codait.png", "no_faces/coffee.png"][i % 3];
+        let p = dir.0.join(format!("batch-{i:02}-{}", src.rsplit('/').next().unwrap()));
+        std::fs::copy(fixture(src), &p).unwrap();
+        files.push(p);
+    }
+    let apollo = image::open(fixture("faces/apollo11_crew.jpg")).unwrap().to_rgb8();
+    let big = image::imageops::resize(&apollo, 4000, 3140, image::imageops::FilterType::Triangle);
+    let big_path = dir.0.join("phone-12mp.jpg");
+    big.save(&big_path).unwrap();
+    files.push(big_path);
+    let broken = dir.0.join("broken.jpg");
+    let bytes = std::fs::read(fixture("faces/grace_hopper.jpg")).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    files.push(broken);
+
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/photos").await;
+    wait_ready(&h).await;
+    let input = h.wait_for("#file-input", 30).await;
+    let paths: Vec<String> = files.iter().map(|p| p.canonicalize().unwrap().display().to_string()).collect();
+    input.send_keys(&paths.join("\n")).await.unwrap();
+    // While the batch runs, the page says how far it is.
+    let progress = h.wait_for("#photos-progress", 30).await;
+    let total = progress.attr("data-total").await.unwrap();
+    assert_eq!(total.as_deref(), Some("30"), "progress counts the whole batch");
+    let cards = wait_answers(&h, 30, 600).await;
+    assert_eq!(cards.len(), 30, "{cards:?}");
+    assert!(h.eval("document.querySelector('#photos-progress') === null").await.as_bool().unwrap(), "progress stays");
+    for c in &cards {
+        let name = c["name"].as_str().unwrap();
+        if name == "broken.jpg" {
+            assert_eq!(c["state"], "error", "{c}");
+            assert!(c["text"].as_str().unwrap().contains("damaged or truncated"), "{c}");
+        } else {
+            assert_eq!(c["state"], "done", "{name}: {c}");
+        }
+    }
+    for f in files.iter().filter(|f| f.to_string_lossy().contains("batch-0")) {
+        assert_matches_native(f, card(&cards, &f.file_name().unwrap().to_string_lossy()), 0.95);
+    }
+    let phone: Value = serde_json::from_str(card(&cards, "phone-12mp.jpg")["result"].as_str().unwrap()).unwrap();
+    assert_eq!((phone["width"].as_u64(), phone["height"].as_u64()), (Some(4000), Some(3140)), "{phone}");
+    let faces: Vec<Face> = serde_json::from_value(phone["faces"].clone()).unwrap();
+    let confident: Vec<&Face> = faces.iter().filter(|f| f.score >= 0.9).collect();
+    assert_eq!(confident.len(), 3, "the crew of three, in the photo's own pixels: {faces:?}");
+    assert!(confident.iter().all(|f| f.width() > 200.0), "boxes in the 4000-pixel photo's pixels: {faces:?}");
+    let json = h.eval_async("fetch(document.querySelector('#download-json').href).then(r => r.json())").await;
+    assert_eq!(json.as_array().map(|a| a.len()), Some(29), "every answered photo is exported");
+    h.screenshot("photos-batch").await;
     h.assert_private();
     h.finish().await;
 }
