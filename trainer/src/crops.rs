@@ -82,8 +82,7 @@ fn crop_of(
             }
             let bytes = std::fs::read(path).map_err(|e| skip(format!("cannot read: {e}")))?;
             // A large photo is analysed at its working size, as the app and `detect` do.
-            let side =
-                detector.map_or_else(mien::DetectorConfig::default, |d| d.config().clone()).photo_short_side();
+            let side = detector.map_or_else(mien::DetectorConfig::default, |d| d.config().clone()).photo_short_side();
             let frame = Frame::decode_photo(&bytes, Some(side)).map_err(|e| skip(e.to_string()))?.frame;
             if frame.width() <= MAX_CROP_SIDE && frame.height() <= MAX_CROP_SIDE {
                 // Already a face crop: centre-square it and resize.

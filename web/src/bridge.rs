@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 use yew::Callback;
 
-use crate::protocol::{ActiveBackend, Backend, DetectJob, Image, Init, Reply, Request, Response};
+use crate::protocol::{ActiveBackend, Backend, DetectJob, DetectReply, Image, Init, Reply, Request, Response};
 
 /// Something the worker said (or did), other than job answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,10 +83,11 @@ impl InferenceWorker {
                         on_event.emit(WorkerEvent::GpuLost(why.trim().trim_end_matches('.').to_string()))
                     }
                     Response::Fatal { error } => on_event.emit(WorkerEvent::Fatal(error)),
-                    Response::Detected { id, reply } => {
+                    Response::Detected { id, reply, thumbnail } => {
                         let done = inner.borrow_mut().pending.remove(&id);
                         if let Some(done) = done {
-                            done.emit(reply);
+                            let thumbnail = thumbnail.dyn_into::<web_sys::Blob>().ok();
+                            done.emit(reply.map(|r| DetectReply { thumbnail, ..r }));
                         }
                     }
                     Response::SelfTest { result } => on_event.emit(WorkerEvent::SelfTest(result)),

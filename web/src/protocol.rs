@@ -112,6 +112,10 @@ pub struct DetectReply {
     #[serde(default)]
     pub classify_ms: f64,
     pub backend: ActiveBackend,
+    /// A small JPEG of the photo, made by the worker when it had the browser decode a large
+    /// photo: the page shows it instead of the original, which it then never decodes.
+    #[serde(skip)]
+    pub thumbnail: Option<web_sys::Blob>,
 }
 
 /// The answer to one detection job.
@@ -232,8 +236,14 @@ pub enum Response {
         #[serde(default)]
         message: String,
     },
-    /// The answer to the [`DetectJob`] numbered `id`.
-    Detected { id: u32, reply: Reply },
+    /// The answer to the [`DetectJob`] numbered `id`, with the photo's thumbnail, if any (a JS
+    /// `Blob`, else `undefined`; see [`DetectReply::thumbnail`]).
+    Detected {
+        id: u32,
+        reply: Reply,
+        #[serde(default, with = "serde_wasm_bindgen::preserve")]
+        thumbnail: JsValue,
+    },
     /// The networks' largest deviations from the reference outputs on this backend.
     #[serde(rename = "selftest")]
     SelfTest { result: Result<SelfTest, String> },
@@ -244,7 +254,26 @@ impl Response {
         serde_wasm_bindgen::to_value(self).map_err(|e| format!("could not encode a response: {e}"))
     }
 
+    /// Reads a message from the worker. As in [`Request::from_js`], `Detected` is read straight
+    /// from the JS object, so its thumbnail stays a `Blob`.
     pub fn from_js(value: JsValue) -> Result<Response, String> {
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Detected {
+            id: u32,
+            reply: Reply,
+            #[serde(default, with = "serde_wasm_bindgen::preserve")]
+            thumbnail: JsValue,
+        }
+        let Tag { kind } = decode(value.clone())?;
+        if kind == "detected" {
+            let Detected { id, reply, thumbnail } = decode(value)?;
+            return Ok(Response::Detected { id, reply, thumbnail });
+        }
         decode(value)
     }
 }

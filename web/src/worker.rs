@@ -12,7 +12,7 @@ use mien::{DetectorConfig, ExpressionClassifier, FaceDetector, FaceExpression, F
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{DedicatedWorkerGlobalScope, Response as FetchResponse};
+use web_sys::{Blob, DedicatedWorkerGlobalScope, Response as FetchResponse};
 
 use crate::protocol::{ActiveBackend, Backend, DetectJob, DetectReply, Image, Request, Response};
 
@@ -64,7 +64,9 @@ pub fn worker_handle(msg: JsValue) {
             },
             Request::Detect(job) => {
                 let id = job.id;
-                post(&Response::Detected { id, reply: detect(job).await });
+                let mut reply = detect(job).await;
+                let thumbnail = reply.as_mut().ok().and_then(|r| r.thumbnail.take()).map(JsValue::from);
+                post(&Response::Detected { id, reply, thumbnail: thumbnail.unwrap_or(JsValue::UNDEFINED) });
             }
             Request::SelfTest => post(&Response::SelfTest { result: selftest().await }),
         }
@@ -205,9 +207,12 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
     config.min_face_size = job.min_face;
     config.min_face_fraction = job.min_face_fraction;
     config.validate().map_err(|e| e.to_string())?;
-    let photo = match &job.image {
-        Image::Rgba { pixels, width, height } => Photo::whole(
-            Frame::from_rgba(*width, *height, &Uint8Array::new(pixels).to_vec()).map_err(|e| e.to_string())?,
+    let (photo, thumbnail) = match &job.image {
+        Image::Rgba { pixels, width, height } => (
+            Photo::whole(
+                Frame::from_rgba(*width, *height, &Uint8Array::new(pixels).to_vec()).map_err(|e| e.to_string())?,
+            ),
+            None,
         ),
         Image::File(bytes) => decode_photo(bytes, Some(config.photo_short_side())).await?,
     };
@@ -236,6 +241,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         detect_ms: t2 - t1,
         classify_ms: t3 - t2,
         backend: state.backend,
+        thumbnail,
     })
 }
 
@@ -246,7 +252,17 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
 /// heap holds only the working frame, never a 100-megapixel buffer, and every format the browser
 /// reads (AVIF, HEIC on Safari) works. Where the browser cannot, mien's own decoder tries, and
 /// its message says what is wrong with the file.
-async fn decode_photo(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<Photo, String> {
+///
+/// A photo the browser decoded also comes with a thumbnail (see [`DetectReply::thumbnail`]).
+async fn decode_photo(
+    bytes: &js_sys::ArrayBuffer,
+    max_short_side: Option<u32>,
+) -> Result<(Photo, Option<Blob>), String> {
+    let mien_decode = |bytes: &js_sys::ArrayBuffer| {
+        Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side)
+            .map(|p| (p, None))
+            .map_err(|e| e.to_string())
+    };
     let len = bytes.byte_length();
     if len == 0 {
         return Err(mien::FrameError::Empty.to_string());
@@ -265,18 +281,21 @@ async fn decode_photo(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) 
             return Err(mien::FrameError::TooLarge { width, height, max }.to_string());
         }
         if max_short_side.is_none_or(|side| width.min(height) <= side) {
-            return Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side).map_err(|e| e.to_string());
+            return mien_decode(bytes);
         }
     }
     match browser_decode(bytes, max_short_side).await {
-        Ok(photo) => Ok(photo),
-        Err(_) => Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side).map_err(|e| e.to_string()),
+        Ok((photo, thumbnail)) => Ok((photo, Some(thumbnail))),
+        Err(_) => mien_decode(bytes),
     }
 }
 
-async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<Photo, JsValue> {
+/// The longer side of a photo's thumbnail: a card's width on a high-density screen.
+const THUMBNAIL_SIDE: u32 = 960;
+
+async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<(Photo, Blob), JsValue> {
     use web_sys::{
-        Blob, ColorSpaceConversion, ImageBitmap, ImageBitmapOptions, ImageOrientation, OffscreenCanvas,
+        ColorSpaceConversion, ImageBitmap, ImageBitmapOptions, ImageEncodeOptions, ImageOrientation, OffscreenCanvas,
         OffscreenCanvasRenderingContext2d, PremultiplyAlpha, ResizeQuality,
     };
     let blob = Blob::new_with_buffer_source_sequence(&js_sys::Array::of1(bytes))?;
@@ -312,8 +331,20 @@ async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>
     let context: OffscreenCanvasRenderingContext2d =
         canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
     context.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
-    bitmap.close();
     let rgba = context.get_image_data(0.0, 0.0, fw as f64, fh as f64)?.data();
     let frame = Frame::from_rgba(fw, fh, &rgba.0).map_err(|e| JsValue::from_str(&e.to_string()))?;
-    Ok(Photo { frame, width, height })
+    drop(rgba);
+    // The thumbnail, from the working frame's bitmap: a JPEG of a few tens of kilobytes.
+    let k = (THUMBNAIL_SIDE as f64 / fw.max(fh) as f64).min(1.0);
+    let (tw, th) = (((fw as f64 * k).round() as u32).max(1), ((fh as f64 * k).round() as u32).max(1));
+    let thumb = OffscreenCanvas::new(tw, th)?;
+    let thumb_context: OffscreenCanvasRenderingContext2d =
+        thumb.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
+    thumb_context.draw_image_with_image_bitmap_and_dw_and_dh(&bitmap, 0.0, 0.0, tw as f64, th as f64)?;
+    bitmap.close();
+    let encode = ImageEncodeOptions::new();
+    encode.set_type("image/jpeg");
+    encode.set_quality(0.85);
+    let thumbnail: Blob = JsFuture::from(thumb.convert_to_blob_with_options(&encode)?).await?.dyn_into()?;
+    Ok((Photo { frame, width, height }, thumbnail))
 }
