@@ -23,7 +23,9 @@ async fn time_backend(backend: &str, runs: usize, frame: &[u8]) {
     h.wait_for("#engine[data-state='ready']", 300).await;
     let actual = h.eval("document.querySelector('#engine').dataset.backend").await;
     let dir = TempDir::new("bench");
-    // The default smallest face (3 % of the shorter side) is 20 pixels on a 640×480 frame.
+    // Faces down to 20 pixels, as the native benchmark searches them: "any face from 20 px"
+    // (the default share, 5 % of the shorter side, would be 24 pixels on a 640×480 frame).
+    h.eval("(() => { const s = document.querySelector('#min-face'); s.value = '0'; s.dispatchEvent(new Event('change', { bubbles: true })); return s.value; })()").await;
     {
         let min_face = 20;
         let mut times = Vec::new();
@@ -114,21 +116,25 @@ async fn bench_large_photos_in_chromium() {
             let v = h
                 .eval(&format!(
                     "(() => {{ const a = document.querySelector('article.photo[data-name=\"{name}\"]'); \
-                     return a ? {{state: a.dataset.state, result: a.dataset.result || null, text: a.innerText}} : null; }})()"
+                     return a ? {{state: a.dataset.state, result: a.dataset.result || null, answer: a.dataset.answerMs || null}} : null; }})()"
                 ))
                 .await;
             if v["state"] == "done" || v["state"] == "error" {
                 break (v, start.elapsed());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
         assert_eq!(card["state"], "done", "{name}: {card}");
+        // The page's own clock, from the files reaching it to the answer in the card; the
+        // WebDriver figure adds the file upload and the polling.
+        let answer: f64 = card["answer"].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
         let r: Value = serde_json::from_str(card["result"].as_str().unwrap()).unwrap();
         println!(
-            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (decode {:5.0} ms, detect {:5.0} ms, classify {:4.0} ms), {} faces",
+            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms, detect {:5.0} ms, classify {:4.0} ms), {} faces",
             r["width"],
             r["height"],
             r["width"].as_f64().unwrap() * r["height"].as_f64().unwrap() / 1e6,
+            answer,
             elapsed.as_secs_f64() * 1000.0,
             r["decode_ms"].as_f64().unwrap_or(f64::NAN),
             r["detect_ms"].as_f64().unwrap_or(f64::NAN),
