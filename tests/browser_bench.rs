@@ -2,7 +2,9 @@
 //! - photos: detection and classification time per 640×480 one-face frame, min face 20 px,
 //!   median of N runs after warm-up (the worker's own times, decode excluded);
 //! - large photos: drop-to-answer time of a 12, 48 and 108-megapixel JPEG on the CPU path
-//!   (from handing the file to the page to its card's answer, as the test sees it);
+//!   (from the file reaching the page to its card's answer, by the page's own clock);
+//! - many photos: 200 12-megapixel JPEGs dropped at once, the time to answer them all and the
+//!   browser's peak memory meanwhile (the proportional set size of every Chromium process);
 //! - live: frames per second and per-stage latency of the live page fed by a fake camera
 //!   (a 640×480 video of the same frame), and the time from navigation to the first classified
 //!   frame, cold (fresh profile) and on a reload.
@@ -142,6 +144,80 @@ async fn bench_large_photos_in_chromium() {
             r["faces"].as_array().map_or(0, |f| f.len())
         );
     }
+    h.assert_private();
+    h.finish().await;
+}
+
+/// The memory of every Chromium process, shared pages split among their sharers (the sum of
+/// `Pss` in `/proc/PID/smaps_rollup`), in MB. Linux only; `None` elsewhere.
+fn chromium_pss_mb() -> Option<f64> {
+    let mut total_kb = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.trim().starts_with("chrom") || comm.trim() == "chromedriver" {
+            continue;
+        }
+        let rollup = std::fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+        if let Some(kb) = rollup.lines().find_map(|l| l.strip_prefix("Pss:")) {
+            total_kb += kb.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+            seen = true;
+        }
+    }
+    seen.then(|| total_kb as f64 / 1024.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run `cargo xtask bench`"]
+async fn bench_many_photos_in_chromium() {
+    const PHOTOS: usize = 200;
+    let dir = TempDir::new("bench-many");
+    let photo = large_jpeg(&dir, 4000, 3000);
+    // Each photo under its own name (hard links of one file), so each has its own card.
+    let paths: Vec<String> = (0..PHOTOS)
+        .map(|k| {
+            let run = dir.0.join(format!("many{k:03}.jpg"));
+            std::fs::hard_link(&photo, &run).unwrap();
+            run.display().to_string()
+        })
+        .collect();
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/photos").await;
+    h.wait_for("#engine[data-state='ready']", 300).await;
+    let idle = chromium_pss_mb();
+    let input = h.wait_for("#file-input", 30).await;
+    let start = std::time::Instant::now();
+    input.send_keys(&paths.join("\n")).await.unwrap();
+    let mut peak = idle.unwrap_or(0.0);
+    let (done, failed) = loop {
+        if let Some(mb) = chromium_pss_mb() {
+            peak = peak.max(mb);
+        }
+        let v = h
+            .eval(
+                "[document.querySelectorAll('article.photo[data-state=\"done\"]').length, \
+                 document.querySelectorAll('article.photo[data-state=\"error\"]').length]",
+            )
+            .await;
+        let (done, failed) = (v[0].as_u64().unwrap() as usize, v[1].as_u64().unwrap() as usize);
+        if done + failed >= PHOTOS {
+            break (done, failed);
+        }
+        assert!(start.elapsed().as_secs() < 1200, "{done} of {PHOTOS} answered after 20 minutes");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(failed, 0, "{failed} of {PHOTOS} photos failed");
+    let after = chromium_pss_mb();
+    let mb = |v: Option<f64>| v.map_or("unknown".to_string(), |v| format!("{v:.0} MB"));
+    println!(
+        "browser CPU {PHOTOS} photos of 4000×3000 (12 MP) dropped at once: all {done} answered in {elapsed:.1} s \
+         ({:.0} ms each); Chromium memory (PSS, all processes) {} before, peak {}, {} after",
+        elapsed * 1000.0 / PHOTOS as f64,
+        mb(idle),
+        mb(idle.map(|_| peak)),
+        mb(after)
+    );
     h.assert_private();
     h.finish().await;
 }
