@@ -78,24 +78,19 @@ impl Frame {
         let mut small = if (out_w, out_h) == (w, h) {
             image
         } else {
-            let rgb = match &image {
-                DynamicImage::ImageLuma8(b) => {
-                    downscale_rgb(b.as_raw(), w as usize, h as usize, 1, out_w as usize, out_h as usize)
-                }
-                DynamicImage::ImageLumaA8(b) => {
-                    downscale_rgb(b.as_raw(), w as usize, h as usize, 2, out_w as usize, out_h as usize)
-                }
-                DynamicImage::ImageRgb8(b) => {
-                    downscale_rgb(b.as_raw(), w as usize, h as usize, 3, out_w as usize, out_h as usize)
-                }
-                DynamicImage::ImageRgba8(b) => {
-                    downscale_rgb(b.as_raw(), w as usize, h as usize, 4, out_w as usize, out_h as usize)
-                }
+            // 8-bit layouts are read as stored; others (16-bit, float) through an RGB copy.
+            let converted;
+            let (raw, channels): (&[u8], usize) = match &image {
+                DynamicImage::ImageLuma8(b) => (b.as_raw(), 1),
+                DynamicImage::ImageLumaA8(b) => (b.as_raw(), 2),
+                DynamicImage::ImageRgb8(b) => (b.as_raw(), 3),
+                DynamicImage::ImageRgba8(b) => (b.as_raw(), 4),
                 other => {
-                    let b = other.to_rgb8();
-                    downscale_rgb(b.as_raw(), w as usize, h as usize, 3, out_w as usize, out_h as usize)
+                    converted = other.to_rgb8();
+                    (converted.as_raw(), 3)
                 }
             };
+            let rgb = downscale_rgb(raw, w as usize, h as usize, channels, out_w as usize, out_h as usize);
             drop(image);
             let buffer = image::RgbImage::from_raw(out_w, out_h, rgb)
                 .ok_or_else(|| FrameError::Corrupt("downscaled buffer size".into()))?;
@@ -255,12 +250,8 @@ impl Photo {
 /// checks photos with it before its own decoder runs. Other formats: true.
 pub fn ends_complete(head: &[u8], tail: &[u8]) -> bool {
     if head.starts_with(&[0xFF, 0xD8]) {
-        let last = |marker: u8| tail.windows(2).rposition(|w| w[0] == 0xFF && w[1] == marker);
-        return match (last(0xDA), last(0xD9)) {
-            (Some(sos), Some(eoi)) => eoi > sos,
-            (None, Some(_)) => true,
-            _ => false,
-        };
+        // The last scan may start before the tail.
+        return jpeg_ends_after_last_scan(tail, true);
     }
     if head.starts_with(b"\x89PNG\r\n\x1a\n") {
         return tail.windows(4).any(|w| w == b"IEND");
@@ -272,9 +263,16 @@ pub fn ends_complete(head: &[u8], tail: &[u8]) -> bool {
 /// data a 0xFF byte is always followed by 0x00 or a restart marker, so 0xFFD9 there is the real
 /// end; an embedded EXIF thumbnail's end marker comes before the main scan and does not count.
 fn jpeg_is_complete(b: &[u8]) -> bool {
+    jpeg_ends_after_last_scan(b, false)
+}
+
+/// Whether `b` (a JPEG, or its last bytes) has an end-of-image marker after its last
+/// start-of-scan; with no start-of-scan in `b`, `scan_before` answers.
+fn jpeg_ends_after_last_scan(b: &[u8], scan_before: bool) -> bool {
     let last = |marker: u8| b.windows(2).rposition(|w| w[0] == 0xFF && w[1] == marker);
     match (last(0xDA), last(0xD9)) {
         (Some(sos), Some(eoi)) => eoi > sos,
+        (None, Some(_)) => scan_before,
         _ => false,
     }
 }

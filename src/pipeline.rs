@@ -63,7 +63,8 @@ pub async fn classify_faces(
 /// Detection and the classifier's crops work on the photo's bounded working frame
 /// ([`Frame::decode_photo`], or the browser's scaled copy), which keeps the smallest face searched
 /// for at [`crate::detect::PHOTO_FACE_PIXELS`] pixels; only the reported boxes and landmarks are
-/// scaled back. The CLI and the browser worker both answer photos through this function.
+/// scaled back. The CLI answers photos through this function; the browser worker calls the same
+/// stages one by one (to time each) and [`in_photo_pixels`] last.
 pub async fn analyze_photo(
     detector: &FaceDetector,
     classifier: Option<&ExpressionClassifier>,
