@@ -189,8 +189,12 @@ async fn bench_many_photos_in_chromium() {
     let start = std::time::Instant::now();
     input.send_keys(&paths.join("\n")).await.unwrap();
     let mut peak = idle.unwrap_or(0.0);
+    // The memory each time another quarter of the photos is answered: flat if it does not grow
+    // with the photos already shown.
+    let mut by_quarter = Vec::new();
     let (done, failed) = loop {
-        if let Some(mb) = chromium_pss_mb() {
+        let now = chromium_pss_mb();
+        if let Some(mb) = now {
             peak = peak.max(mb);
         }
         let v = h
@@ -200,6 +204,9 @@ async fn bench_many_photos_in_chromium() {
             )
             .await;
         let (done, failed) = (v[0].as_u64().unwrap() as usize, v[1].as_u64().unwrap() as usize);
+        if (done + failed) * 4 >= PHOTOS * (by_quarter.len() + 1) {
+            by_quarter.push(format!("{}: {}", done + failed, now.map_or("unknown".into(), |v| format!("{v:.0} MB"))));
+        }
         if done + failed >= PHOTOS {
             break (done, failed);
         }
@@ -212,11 +219,13 @@ async fn bench_many_photos_in_chromium() {
     let mb = |v: Option<f64>| v.map_or("unknown".to_string(), |v| format!("{v:.0} MB"));
     println!(
         "browser CPU {PHOTOS} photos of 4000×3000 (12 MP) dropped at once: all {done} answered in {elapsed:.1} s \
-         ({:.0} ms each); Chromium memory (PSS, all processes) {} before, peak {}, {} after",
+         ({:.0} ms each); Chromium memory (PSS, all processes) {} before, peak {}, {} after; \
+         as the photos were answered: {}",
         elapsed * 1000.0 / PHOTOS as f64,
         mb(idle),
         mb(idle.map(|_| peak)),
-        mb(after)
+        mb(after),
+        by_quarter.join(", ")
     );
     h.assert_private();
     h.finish().await;
