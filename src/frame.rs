@@ -98,11 +98,7 @@ impl Frame {
         };
         small.apply_orientation(orientation);
         let frame = Frame::from_dynamic(&small);
-        let swapped = matches!(
-            orientation,
-            Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
-        );
-        let (width, height) = if swapped { (h, w) } else { (w, h) };
+        let (width, height) = if sideways(orientation) { (h, w) } else { (w, h) };
         Ok(Photo { frame, width, height })
     }
 
@@ -314,6 +310,44 @@ pub fn header_dimensions(b: &[u8]) -> Option<(u32, u32)> {
         }
     }
     None
+}
+
+/// The EXIF orientation of a JPEG whose first bytes are `head` (its APP1 "Exif" segment must be
+/// in them, as it is in any JPEG's first 64 KiB); `None` for other files or no orientation tag.
+pub fn jpeg_orientation(head: &[u8]) -> Option<Orientation> {
+    if !head.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= head.len() && head[i] == 0xFF {
+        let marker = head[i + 1];
+        // Metadata segments come before the first frame or scan.
+        if matches!(marker, 0xC0..=0xCF | 0xDA) {
+            return None;
+        }
+        let len = u16::from_be_bytes([head[i + 2], head[i + 3]]) as usize;
+        let body = head.get(i + 4..(i + 2 + len).min(head.len()))?;
+        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
+            return Orientation::from_exif_chunk(&body[6..]);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Width and height of an image as it is viewed: [`header_dimensions`] with a JPEG's EXIF
+/// rotation applied (a photo stored sideways has its sides swapped).
+pub fn upright_dimensions(head: &[u8]) -> Option<(u32, u32)> {
+    let (w, h) = header_dimensions(head)?;
+    Some(if jpeg_orientation(head).is_some_and(sideways) { (h, w) } else { (w, h) })
+}
+
+/// Whether an image stored with `orientation` is viewed with its sides swapped.
+fn sideways(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
 }
 
 fn map_image_error(e: image::ImageError) -> FrameError {

@@ -132,13 +132,14 @@ async fn bench_large_photos_in_chromium() {
         let answer: f64 = card["answer"].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
         let r: Value = serde_json::from_str(card["result"].as_str().unwrap()).unwrap();
         println!(
-            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms, detect {:5.0} ms, classify {:4.0} ms), {} faces",
+            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms ({}), detect {:5.0} ms, classify {:4.0} ms), {} faces",
             r["width"],
             r["height"],
             r["width"].as_f64().unwrap() * r["height"].as_f64().unwrap() / 1e6,
             answer,
             elapsed.as_secs_f64() * 1000.0,
             r["decode_ms"].as_f64().unwrap_or(f64::NAN),
+            r["decoded"].as_str().unwrap_or("?"),
             r["detect_ms"].as_f64().unwrap_or(f64::NAN),
             r["classify_ms"].as_f64().unwrap_or(f64::NAN),
             r["faces"].as_array().map_or(0, |f| f.len())

@@ -116,6 +116,11 @@ fn exif_rotation_is_applied_to_the_working_frame_as_to_a_full_decode() {
     encoder.encode_image(&sideways).unwrap();
     let full = Frame::decode(&bytes).unwrap();
     assert_eq!((full.width(), full.height()), (1600, 940), "the full decode is upright");
+    // The browser sizes its scaled decode from the header alone.
+    assert_eq!(mien::frame::header_dimensions(&bytes), Some((940, 1600)));
+    assert_eq!(mien::frame::upright_dimensions(&bytes[..bytes.len().min(1 << 16)]), Some((1600, 940)));
+    let plain = jpeg(&img);
+    assert_eq!(mien::frame::upright_dimensions(&plain), Some((1600, 940)));
     let photo = Frame::decode_photo(&bytes, Some(470)).unwrap();
     assert_eq!((photo.width, photo.height), (1600, 940));
     assert_eq!((photo.frame.width(), photo.frame.height()), (800, 470));
@@ -130,18 +135,4 @@ fn exif_rotation_is_applied_to_the_working_frame_as_to_a_full_decode() {
         expect.as_raw().iter().zip(photo.frame.rgb()).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>()
             / expect.as_raw().len() as f64;
     assert!(diff < 4.0, "mean difference {diff:.2} per channel from the upright photo");
-}
-
-/// A minimal little-endian TIFF/EXIF block holding only the orientation tag.
-fn exif_orientation(value: u16) -> Vec<u8> {
-    let mut e = b"II*\0".to_vec();
-    e.extend_from_slice(&8u32.to_le_bytes()); // first IFD offset
-    e.extend_from_slice(&1u16.to_le_bytes()); // one entry
-    e.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
-    e.extend_from_slice(&3u16.to_le_bytes()); // SHORT
-    e.extend_from_slice(&1u32.to_le_bytes()); // count
-    e.extend_from_slice(&value.to_le_bytes());
-    e.extend_from_slice(&[0, 0]);
-    e.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
-    e
 }

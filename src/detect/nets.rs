@@ -35,7 +35,7 @@ fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         return pool.forward(x);
     }
     let device = x.device();
-    let values = match x.clone().try_into_data().map(|d| d.convert::<f32>().into_vec::<f32>()) {
+    let values = match x.clone().try_into_data().map(|d| d.convert::<f32>().try_into_vec::<f32>()) {
         Ok(Ok(v)) => v,
         _ => return pool.forward(x),
     };

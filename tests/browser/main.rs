@@ -9,7 +9,7 @@ mod harness;
 
 use std::path::PathBuf;
 
-use common::{detector, fixture, iou};
+use common::{detector, exif_orientation, fixture, iou, read_json};
 use harness::{camera_args, dist, fake_camera_video, Harness, TempDir};
 use mien::{Face, Frame};
 use serde_json::Value;
@@ -222,6 +222,20 @@ async fn a_batch_of_photos_is_queued_answered_and_exported() {
     let big_path = dir.0.join("phone-12mp.jpg");
     big.save(&big_path).unwrap();
     files.push(big_path);
+    // A phone photo held upright, stored sideways with EXIF orientation 6 (rotate 90° clockwise
+    // to view), larger than the working size: the browser decodes it scaled and upright.
+    let pair = image::open(fixture("faces/obama_biden_two_people.jpg")).unwrap().to_rgb8();
+    let pair = image::imageops::resize(&pair, 1126 * 3, 661 * 3, image::imageops::FilterType::Triangle);
+    let sideways_path = dir.0.join("sideways.jpg");
+    {
+        use image::ImageEncoder;
+        let stored = image::imageops::rotate270(&pair);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&sideways_path).unwrap());
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+        encoder.set_exif_metadata(exif_orientation(6)).unwrap();
+        encoder.write_image(stored.as_raw(), stored.width(), stored.height(), image::ExtendedColorType::Rgb8).unwrap();
+    }
+    files.push(sideways_path);
     let broken = dir.0.join("broken.jpg");
     let bytes = std::fs::read(fixture("faces/grace_hopper.jpg")).unwrap();
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
@@ -236,9 +250,9 @@ async fn a_batch_of_photos_is_queued_answered_and_exported() {
     // While the batch runs, the page says how far it is.
     let progress = h.wait_for("#photos-progress", 30).await;
     let total = progress.attr("data-total").await.unwrap();
-    assert_eq!(total.as_deref(), Some("30"), "progress counts the whole batch");
-    let cards = wait_answers(&h, 30, 600).await;
-    assert_eq!(cards.len(), 30, "{cards:?}");
+    assert_eq!(total.as_deref(), Some("31"), "progress counts the whole batch");
+    let cards = wait_answers(&h, 31, 600).await;
+    assert_eq!(cards.len(), 31, "{cards:?}");
     assert!(h.eval("document.querySelector('#photos-progress') === null").await.as_bool().unwrap(), "progress stays");
     for c in &cards {
         let name = c["name"].as_str().unwrap();
@@ -258,8 +272,20 @@ async fn a_batch_of_photos_is_queued_answered_and_exported() {
     let confident: Vec<&Face> = faces.iter().filter(|f| f.score >= 0.9).collect();
     assert_eq!(confident.len(), 3, "the crew of three, in the photo's own pixels: {faces:?}");
     assert!(confident.iter().all(|f| f.width() > 200.0), "boxes in the 4000-pixel photo's pixels: {faces:?}");
+    let upright: Value = serde_json::from_str(card(&cards, "sideways.jpg")["result"].as_str().unwrap()).unwrap();
+    // Chromium decodes JPEGs at a reduced scale (WebCodecs' ImageDecoder): 6/8 of 3378×1983
+    // is the smallest that keeps the working frame's 1280 pixels (5/8 would give 1239).
+    assert_eq!(upright["decoded"], "browser at 6/8", "{upright}");
+    assert_eq!((upright["width"].as_u64(), upright["height"].as_u64()), (Some(1126 * 3), Some(661 * 3)), "{upright}");
+    let faces: Vec<Face> = serde_json::from_value(upright["faces"].clone()).unwrap();
+    let reference = read_json(&fixture("reference_mtcnn_detections.json"));
+    for d in reference["images"]["fixtures/faces/obama_biden_two_people.jpg"]["detections"].as_array().unwrap() {
+        let b: Vec<f32> = d["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32 * 3.0).collect();
+        let best = faces.iter().map(|f| iou(f.bbox, [b[0], b[1], b[2], b[3]])).fold(0f32, f32::max);
+        assert!(best >= 0.7, "the upright photo's face {b:?}: best IoU {best:.2} among {faces:?}");
+    }
     let json = h.eval_async("fetch(document.querySelector('#download-json').href).then(r => r.json())").await;
-    assert_eq!(json.as_array().map(|a| a.len()), Some(29), "every answered photo is exported");
+    assert_eq!(json.as_array().map(|a| a.len()), Some(30), "every answered photo is exported");
     h.screenshot("photos-batch").await;
     h.assert_private();
     h.finish().await;

@@ -50,3 +50,17 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let inter = w * h;
     inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 }
+
+/// A minimal little-endian TIFF/EXIF block holding only the orientation tag.
+pub fn exif_orientation(value: u16) -> Vec<u8> {
+    let mut e = b"II*\0".to_vec();
+    e.extend_from_slice(&8u32.to_le_bytes()); // first IFD offset
+    e.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    e.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    e.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    e.extend_from_slice(&1u32.to_le_bytes()); // count
+    e.extend_from_slice(&value.to_le_bytes());
+    e.extend_from_slice(&[0, 0]);
+    e.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    e
+}

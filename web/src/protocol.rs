@@ -106,6 +106,10 @@ pub struct DetectReply {
     pub labels: Vec<Emotion>,
     /// Milliseconds spent decoding the image.
     pub decode_ms: f64,
+    /// How the image was decoded: `pixels` (a video frame), `mien` (mien's own decoder),
+    /// `browser` (the browser's, whole) or `browser at n/8` (the browser's, at a reduced scale).
+    #[serde(default)]
+    pub decoded: String,
     /// Milliseconds spent in the MTCNN cascade.
     pub detect_ms: f64,
     /// Milliseconds spent cropping and classifying the faces.

@@ -207,12 +207,13 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
     config.min_face_size = job.min_face;
     config.min_face_fraction = job.min_face_fraction;
     config.validate().map_err(|e| e.to_string())?;
-    let (photo, thumbnail) = match &job.image {
+    let (photo, thumbnail, decoded) = match &job.image {
         Image::Rgba { pixels, width, height } => (
             Photo::whole(
                 Frame::from_rgba(*width, *height, &Uint8Array::new(pixels).to_vec()).map_err(|e| e.to_string())?,
             ),
             None,
+            "pixels".to_string(),
         ),
         Image::File(bytes) => decode_photo(bytes, Some(config.photo_short_side())).await?,
     };
@@ -238,6 +239,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         faces,
         labels,
         decode_ms: t1 - t0,
+        decoded,
         detect_ms: t2 - t1,
         classify_ms: t3 - t2,
         backend: state.backend,
@@ -248,19 +250,22 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
 /// Decodes a photo file to its working frame (shorter side at most `max_short_side`).
 ///
 /// A larger photo, or one whose size mien cannot read from its header, is decoded and scaled by
-/// the browser (`createImageBitmap`, EXIF orientation applied), so the wasm
-/// heap holds only the working frame, never a 100-megapixel buffer, and every format the browser
-/// reads (AVIF, HEIC on Safari) works. Where the browser cannot, mien's own decoder tries, and
-/// its message says what is wrong with the file.
+/// the browser, so the wasm heap holds only the working frame, never a 100-megapixel buffer,
+/// and every format the browser reads (AVIF, HEIC on Safari) works. A JPEG is decoded at a
+/// reduced scale where the browser can (WebCodecs' `ImageDecoder`: libjpeg-turbo skips most of
+/// the work of the pixels it would throw away), else whole (`createImageBitmap`); the EXIF
+/// orientation is applied either way. Where the browser cannot decode, mien's own decoder
+/// tries, and its message says what is wrong with the file.
 ///
-/// A photo the browser decoded also comes with a thumbnail (see [`DetectReply::thumbnail`]).
+/// A photo the browser decoded also comes with a thumbnail (see [`DetectReply::thumbnail`]);
+/// the text says how it was decoded (see [`DetectReply::decoded`]).
 async fn decode_photo(
     bytes: &js_sys::ArrayBuffer,
     max_short_side: Option<u32>,
-) -> Result<(Photo, Option<Blob>), String> {
+) -> Result<(Photo, Option<Blob>, String), String> {
     let mien_decode = |bytes: &js_sys::ArrayBuffer| {
         Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side)
-            .map(|p| (p, None))
+            .map(|p| (p, None, "mien".to_string()))
             .map_err(|e| e.to_string())
     };
     let len = bytes.byte_length();
@@ -284,8 +289,15 @@ async fn decode_photo(
             return mien_decode(bytes);
         }
     }
+    if let (Some(side), Some(upright)) = (max_short_side, mien::frame::upright_dimensions(&head)) {
+        if head.starts_with(&[0xFF, 0xD8]) {
+            if let Ok(decoded) = scaled_jpeg_decode(bytes, &head, upright, side).await {
+                return Ok(decoded);
+            }
+        }
+    }
     match browser_decode(bytes, max_short_side).await {
-        Ok((photo, thumbnail)) => Ok((photo, Some(thumbnail))),
+        Ok((photo, thumbnail)) => Ok((photo, Some(thumbnail), "browser".to_string())),
         Err(_) => mien_decode(bytes),
     }
 }
@@ -293,10 +305,94 @@ async fn decode_photo(
 /// The longer side of a photo's thumbnail: a card's width on a high-density screen.
 const THUMBNAIL_SIDE: u32 = 960;
 
+/// A JPEG decoded by WebCodecs' `ImageDecoder` at the smallest of libjpeg-turbo's scales (n/8)
+/// whose shorter side still reaches `short_side`, then scaled to the working size. `upright`
+/// is the photo's size as viewed; a browser whose frame is not that shape (one that ignores
+/// the EXIF orientation) or that decoded too small is refused, so the caller decodes whole.
+async fn scaled_jpeg_decode(
+    bytes: &js_sys::ArrayBuffer,
+    head: &[u8],
+    (width, height): (u32, u32),
+    short_side: u32,
+) -> Result<(Photo, Option<Blob>, String), JsValue> {
+    let constructor: js_sys::Function = Reflect::get(&js_sys::global(), &"ImageDecoder".into())?.dyn_into()?;
+    let (fw, fh) = mien::frame::bounded_size(width, height, Some(short_side));
+    // The decoder takes the size in the file's own orientation, and gives the largest of its
+    // scales that fits in it.
+    let (sw, sh) = mien::frame::header_dimensions(head).ok_or("no size in the header")?;
+    let eighths = (8 * fw.min(fh) as u64).div_ceil(width.min(height) as u64).clamp(1, 8);
+    let scaled = |v: u32| (v as u64 * eighths).div_ceil(8) as u32;
+    let init = js_sys::Object::new();
+    Reflect::set(&init, &"type".into(), &"image/jpeg".into())?;
+    Reflect::set(&init, &"data".into(), bytes)?;
+    Reflect::set(&init, &"desiredWidth".into(), &scaled(sw).into())?;
+    Reflect::set(&init, &"desiredHeight".into(), &scaled(sh).into())?;
+    // As mien's own decoder reads pixels: no colour-profile conversion.
+    Reflect::set(&init, &"colorSpaceConversion".into(), &"none".into())?;
+    let decoder = Reflect::construct(&constructor, &js_sys::Array::of1(&init))?;
+    let decoded = call_async(&decoder, "decode").await;
+    call(&decoder, "close", &[])?;
+    let image = Reflect::get(&decoded?, &"image".into())?;
+    let size = |key: &str| Reflect::get(&image, &key.into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u32;
+    let (dw, dh) = (size("displayWidth"), size("displayHeight"));
+    // Upright (its aspect within a pixel of the photo's) and at least the working size.
+    let upright = (dw as u64 * height as u64).abs_diff(dh as u64 * width as u64) <= width.max(height) as u64;
+    let result = if upright && dw >= fw && dh >= fh {
+        working_frame(&image, (width, height), (fw, fh)).await.map(|(photo, thumbnail)| {
+            (photo, Some(thumbnail), format!("browser at {:.0}/8", 8.0 * dw as f64 / width as f64))
+        })
+    } else {
+        Err(JsValue::from_str("the decoded frame is not the photo's upright shape"))
+    };
+    call(&image, "close", &[])?;
+    result
+}
+
+/// Calls `object.name(args…)`.
+fn call(object: &JsValue, name: &str, args: &[&JsValue]) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = Reflect::get(object, &name.into())?.dyn_into()?;
+    Reflect::apply(&f, object, &args.iter().copied().collect::<js_sys::Array>())
+}
+
+/// Calls `object.name()` and awaits the promise it returns.
+async fn call_async(object: &JsValue, name: &str) -> Result<JsValue, JsValue> {
+    JsFuture::from(call(object, name, &[])?.dyn_into::<js_sys::Promise>()?).await
+}
+
+/// The working frame (`fw × fh`) of a photo of `width × height`, drawn from `source` (an
+/// `ImageBitmap` or a `VideoFrame`, upright, of any size), and its thumbnail.
+async fn working_frame(
+    source: &JsValue,
+    (width, height): (u32, u32),
+    (fw, fh): (u32, u32),
+) -> Result<(Photo, Blob), JsValue> {
+    use web_sys::{ImageEncodeOptions, OffscreenCanvas, OffscreenCanvasRenderingContext2d};
+    let draw = |w: u32, h: u32| -> Result<OffscreenCanvasRenderingContext2d, JsValue> {
+        let canvas = OffscreenCanvas::new(w, h)?;
+        let context: OffscreenCanvasRenderingContext2d =
+            canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
+        Reflect::set(&context, &"imageSmoothingQuality".into(), &"high".into())?;
+        call(&context, "drawImage", &[source, &0.into(), &0.into(), &w.into(), &h.into()])?;
+        Ok(context)
+    };
+    let rgba = draw(fw, fh)?.get_image_data(0.0, 0.0, fw as f64, fh as f64)?.data();
+    let frame = Frame::from_rgba(fw, fh, &rgba.0).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    drop(rgba);
+    // The thumbnail: a JPEG of a few tens of kilobytes.
+    let k = (THUMBNAIL_SIDE as f64 / fw.max(fh) as f64).min(1.0);
+    let (tw, th) = (((fw as f64 * k).round() as u32).max(1), ((fh as f64 * k).round() as u32).max(1));
+    let thumb = draw(tw, th)?.canvas();
+    let encode = ImageEncodeOptions::new();
+    encode.set_type("image/jpeg");
+    encode.set_quality(0.85);
+    let thumbnail: Blob = JsFuture::from(thumb.convert_to_blob_with_options(&encode)?).await?.dyn_into()?;
+    Ok((Photo { frame, width, height }, thumbnail))
+}
+
+/// A photo decoded whole by the browser (`createImageBitmap`), then scaled to the working size.
 async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<(Photo, Blob), JsValue> {
     use web_sys::{
-        ColorSpaceConversion, ImageBitmap, ImageBitmapOptions, ImageEncodeOptions, ImageOrientation, OffscreenCanvas,
-        OffscreenCanvasRenderingContext2d, PremultiplyAlpha, ResizeQuality,
+        ColorSpaceConversion, ImageBitmap, ImageBitmapOptions, ImageOrientation, PremultiplyAlpha, ResizeQuality,
     };
     let blob = Blob::new_with_buffer_source_sequence(&js_sys::Array::of1(bytes))?;
     let options = ImageBitmapOptions::new();
@@ -327,24 +423,7 @@ async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>
         full.close();
         small?.dyn_into()?
     };
-    let canvas = OffscreenCanvas::new(fw, fh)?;
-    let context: OffscreenCanvasRenderingContext2d =
-        canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
-    context.draw_image_with_image_bitmap(&bitmap, 0.0, 0.0)?;
-    let rgba = context.get_image_data(0.0, 0.0, fw as f64, fh as f64)?.data();
-    let frame = Frame::from_rgba(fw, fh, &rgba.0).map_err(|e| JsValue::from_str(&e.to_string()))?;
-    drop(rgba);
-    // The thumbnail, from the working frame's bitmap: a JPEG of a few tens of kilobytes.
-    let k = (THUMBNAIL_SIDE as f64 / fw.max(fh) as f64).min(1.0);
-    let (tw, th) = (((fw as f64 * k).round() as u32).max(1), ((fh as f64 * k).round() as u32).max(1));
-    let thumb = OffscreenCanvas::new(tw, th)?;
-    let thumb_context: OffscreenCanvasRenderingContext2d =
-        thumb.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
-    thumb_context.draw_image_with_image_bitmap_and_dw_and_dh(&bitmap, 0.0, 0.0, tw as f64, th as f64)?;
+    let result = working_frame(&bitmap, (width, height), (fw, fh)).await;
     bitmap.close();
-    let encode = ImageEncodeOptions::new();
-    encode.set_type("image/jpeg");
-    encode.set_quality(0.85);
-    let thumbnail: Blob = JsFuture::from(thumb.convert_to_blob_with_options(&encode)?).await?.dyn_into()?;
-    Ok((Photo { frame, width, height }, thumbnail))
+    result
 }
