@@ -291,6 +291,79 @@ async fn a_batch_of_photos_is_queued_answered_and_exported() {
     h.finish().await;
 }
 
+/// How many photo cards are in each state, as `{state: count}`.
+async fn card_states(h: &Harness) -> Value {
+    h.eval(
+        "Array.from(document.querySelectorAll('article.photo')).reduce((n, a) => \
+         (n[a.dataset.state] = (n[a.dataset.state] || 0) + 1, n), {})",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn a_batch_can_be_cancelled_and_the_page_goes_on() {
+    const PHOTOS: usize = 12;
+    let dir = TempDir::new("cancel");
+    // Twelve 12-megapixel photos: each takes a good part of a second, so most are still
+    // waiting when Cancel is pressed.
+    let apollo = image::open(fixture("faces/apollo11_crew.jpg")).unwrap().to_rgb8();
+    let big = image::imageops::resize(&apollo, 4000, 3000, image::imageops::FilterType::Triangle);
+    let source = dir.0.join("phone.jpg");
+    big.save(&source).unwrap();
+    let paths: Vec<String> = (0..PHOTOS)
+        .map(|i| {
+            let p = dir.0.join(format!("cancel-{i:02}.jpg"));
+            std::fs::hard_link(&source, &p).unwrap();
+            p.display().to_string()
+        })
+        .collect();
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/photos").await;
+    wait_ready(&h).await;
+    h.wait_for("#file-input", 30).await.send_keys(&paths.join("\n")).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while card_states(&h).await["done"].as_u64().unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no photo answered: {}", card_states(&h).await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    h.wait_for("#photos-cancel", 10).await.click().await.unwrap();
+    // The photos already handed to the worker finish; the others are marked cancelled and
+    // nothing is left waiting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let states = loop {
+        let states = card_states(&h).await;
+        if states["queued"].is_null() && states["pending"].is_null() {
+            break states;
+        }
+        assert!(std::time::Instant::now() < deadline, "photos still waiting after Cancel: {states}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let done = states["done"].as_u64().unwrap_or(0) as usize;
+    let cancelled = states["cancelled"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(done + cancelled, PHOTOS, "{states}");
+    assert!(cancelled >= PHOTOS / 2, "Cancel stopped the batch: {states}");
+    assert!(h.eval("document.querySelector('#photos-progress') === null").await.as_bool().unwrap(), "the batch ended");
+    let json = h.eval_async("fetch(document.querySelector('#download-json').href).then(r => r.json())").await;
+    assert_eq!(json.as_array().map(|a| a.len()), Some(done), "the export holds the answered photos");
+    h.screenshot("photos-cancelled").await;
+    // The page goes on: a photo dropped afterwards is answered.
+    let good = fixture("faces/grace_hopper.jpg");
+    h.wait_for("#file-input", 30).await.send_keys(&good.canonicalize().unwrap().display().to_string()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state =
+            h.eval("document.querySelector('article.photo[data-name=\"grace_hopper.jpg\"]')?.dataset.state").await;
+        if state == "done" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the photo after Cancel: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    h.assert_private();
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn bad_files_get_a_clear_message_and_the_page_keeps_working() {
