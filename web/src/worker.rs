@@ -25,6 +25,8 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<Option<Rc<State>>> = const { RefCell::new(None) };
+    /// The canvas photos are drawn on (see [`working_frame`]).
+    static CANVAS: RefCell<Option<web_sys::OffscreenCanvas>> = const { RefCell::new(None) };
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -332,19 +334,23 @@ async fn scaled_jpeg_decode(
     let decoder = Reflect::construct(&constructor, &js_sys::Array::of1(&init))?;
     let decoded = call_async(&decoder, "decode").await;
     call(&decoder, "close", &[])?;
-    let image = Reflect::get(&decoded?, &"image".into())?;
-    let size = |key: &str| Reflect::get(&image, &key.into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u32;
-    let (dw, dh) = (size("displayWidth"), size("displayHeight"));
+    let frame = Reflect::get(&decoded?, &"image".into())?;
+    // Drawn through an ImageBitmap: a VideoFrame drawn straight onto a canvas keeps its pixels
+    // alive after `close()` until a garbage collection, which let 60 photos hold half a gigabyte.
+    let bitmap = JsFuture::from(call(&scope(), "createImageBitmap", &[&frame])?.dyn_into::<js_sys::Promise>()?).await;
+    call(&frame, "close", &[])?;
+    let bitmap: web_sys::ImageBitmap = bitmap?.dyn_into()?;
+    let (dw, dh) = (bitmap.width(), bitmap.height());
     // Upright (its aspect within a pixel of the photo's) and at least the working size.
     let upright = (dw as u64 * height as u64).abs_diff(dh as u64 * width as u64) <= width.max(height) as u64;
     let result = if upright && dw >= fw && dh >= fh {
-        working_frame(&image, (width, height), (fw, fh)).await.map(|(photo, thumbnail)| {
+        working_frame(&bitmap, (width, height), (fw, fh)).await.map(|(photo, thumbnail)| {
             (photo, Some(thumbnail), format!("browser at {:.0}/8", 8.0 * dw as f64 / width as f64))
         })
     } else {
         Err(JsValue::from_str("the decoded frame is not the photo's upright shape"))
     };
-    call(&image, "close", &[])?;
+    bitmap.close();
     result
 }
 
@@ -360,19 +366,32 @@ async fn call_async(object: &JsValue, name: &str) -> Result<JsValue, JsValue> {
 }
 
 /// The working frame (`fw × fh`) of a photo of `width × height`, drawn from `source` (an
-/// `ImageBitmap` or a `VideoFrame`, upright, of any size), and its thumbnail.
+/// upright `ImageBitmap` of any size), and its thumbnail.
 async fn working_frame(
-    source: &JsValue,
+    source: &web_sys::ImageBitmap,
     (width, height): (u32, u32),
     (fw, fh): (u32, u32),
 ) -> Result<(Photo, Blob), JsValue> {
     use web_sys::{ImageEncodeOptions, OffscreenCanvas, OffscreenCanvasRenderingContext2d};
+    // One canvas for every photo: a canvas's pixels are freed only when it is garbage-collected,
+    // and a new pair per photo let a batch of 200 photos hold over a gigabyte. Each use below is
+    // synchronous up to `convertToBlob`, which copies the pixels before it returns, so photos
+    // interleaved at an `await` never draw into each other's.
+    let canvas = match CANVAS.with(|c| c.borrow().clone()) {
+        Some(canvas) => canvas,
+        None => {
+            let canvas = OffscreenCanvas::new(1, 1)?;
+            CANVAS.with(|c| *c.borrow_mut() = Some(canvas.clone()));
+            canvas
+        }
+    };
     let draw = |w: u32, h: u32| -> Result<OffscreenCanvasRenderingContext2d, JsValue> {
-        let canvas = OffscreenCanvas::new(w, h)?;
+        canvas.set_width(w);
+        canvas.set_height(h);
         let context: OffscreenCanvasRenderingContext2d =
             canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
         Reflect::set(&context, &"imageSmoothingQuality".into(), &"high".into())?;
-        call(&context, "drawImage", &[source, &0.into(), &0.into(), &w.into(), &h.into()])?;
+        context.draw_image_with_image_bitmap_and_dw_and_dh(source, 0.0, 0.0, w as f64, h as f64)?;
         Ok(context)
     };
     let rgba = draw(fw, fh)?.get_image_data(0.0, 0.0, fw as f64, fh as f64)?.data();
