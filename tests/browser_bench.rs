@@ -121,7 +121,8 @@ async fn bench_large_photos_in_chromium() {
                 "new Promise(resolve => {{ \
                    const read = () => {{ const a = document.querySelector('article.photo[data-name=\"{name}\"]'); \
                      return a && (a.dataset.state === 'done' || a.dataset.state === 'error') \
-                       ? {{state: a.dataset.state, result: a.dataset.result || null, answer: a.dataset.answerMs || null}} : null; }}; \
+                       ? {{state: a.dataset.state, result: a.dataset.result || null, answer: a.dataset.answerMs || null, \
+                          timeline: a.dataset.timeline || null}} : null; }}; \
                    const now = read(); if (now) return resolve(now); \
                    const o = new MutationObserver(() => {{ const v = read(); if (v) {{ o.disconnect(); resolve(v); }} }}); \
                    o.observe(document.body, {{subtree: true, childList: true, attributes: true}}); }})"
@@ -134,7 +135,7 @@ async fn bench_large_photos_in_chromium() {
         let answer: f64 = card["answer"].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
         let r: Value = serde_json::from_str(card["result"].as_str().unwrap()).unwrap();
         println!(
-            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms ({}), detect {:5.0} ms, classify {:4.0} ms), {} faces",
+            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms ({}), detect {:5.0} ms, classify {:4.0} ms), {} faces; timeline {}",
             r["width"],
             r["height"],
             r["width"].as_f64().unwrap() * r["height"].as_f64().unwrap() / 1e6,
@@ -144,7 +145,8 @@ async fn bench_large_photos_in_chromium() {
             r["decoded"].as_str().unwrap_or("?"),
             r["detect_ms"].as_f64().unwrap_or(f64::NAN),
             r["classify_ms"].as_f64().unwrap_or(f64::NAN),
-            r["faces"].as_array().map_or(0, |f| f.len())
+            r["faces"].as_array().map_or(0, |f| f.len()),
+            card["timeline"].as_str().unwrap_or("?")
         );
     }
     h.assert_private();

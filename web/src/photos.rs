@@ -48,6 +48,9 @@ pub struct Photo {
     pub added_ms: f64,
     /// From then to its answer, in ms (shown as the card's `data-answer-ms`).
     pub answer_ms: Option<f64>,
+    /// Where that time went, as JSON (the card's `data-timeline`): reading the file, the job's
+    /// way to the worker, the worker, and the answer's way back, in ms.
+    pub timeline: Option<String>,
 }
 
 impl PartialEq for Photo {
@@ -65,7 +68,8 @@ pub struct PhotosState {
 pub enum Action {
     Add(Photo),
     Start(u32),
-    Finish(u32, Result<DetectReply, String>),
+    /// A photo's answer, and when its file had been read (`performance.now()`).
+    Finish(u32, Result<DetectReply, String>, Option<f64>),
     /// Marks the photos still queued as cancelled.
     Cancel,
     Clear,
@@ -91,9 +95,20 @@ impl Reducible for PhotosState {
                     p.status = Status::Cancelled;
                 }
             }
-            Action::Finish(id, r) => {
+            Action::Finish(id, r, read_at) => {
                 if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
-                    p.answer_ms = Some(now_ms() - p.added_ms);
+                    let now = now_ms();
+                    p.answer_ms = Some(now - p.added_ms);
+                    if let (Ok(reply), Some(read_at)) = (&r, read_at) {
+                        let origin = web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.time_origin());
+                        p.timeline = Some(format!(
+                            r#"{{"read":{:.1},"to_worker":{:.1},"worker":{:.1},"to_page":{:.1}}}"#,
+                            read_at - p.added_ms,
+                            reply.received_at - (origin + read_at),
+                            reply.answered_at - reply.received_at,
+                            origin + now - reply.answered_at
+                        ));
+                    }
                     p.status = match r {
                         Ok(mut reply) => {
                             // A large photo is shown by its thumbnail; the original's URL is
@@ -171,8 +186,8 @@ fn pump(
             let finish = {
                 let (queue, worker, dispatcher, tick) =
                     (queue.clone(), worker.clone(), dispatcher.clone(), tick.clone());
-                move |r: Result<DetectReply, String>| {
-                    dispatcher.dispatch(Action::Finish(id, r));
+                move |r: Result<DetectReply, String>, read_at: Option<f64>| {
+                    dispatcher.dispatch(Action::Finish(id, r, read_at));
                     {
                         let mut q = queue.borrow_mut();
                         q.in_flight -= 1;
@@ -183,8 +198,12 @@ fn pump(
                 }
             };
             match JsFuture::from(file.array_buffer()).await {
-                Ok(b) => worker.detect_file(b.unchecked_into::<ArrayBuffer>(), min_face, Callback::from(finish)),
-                Err(e) => finish(Err(format!("the file could not be read ({e:?}); is it still on the disk?"))),
+                Ok(b) => {
+                    let read_at = now_ms();
+                    let done = Callback::from(move |r| finish(r, Some(read_at)));
+                    worker.detect_file(b.unchecked_into::<ArrayBuffer>(), min_face, done)
+                }
+                Err(e) => finish(Err(format!("the file could not be read ({e:?}); is it still on the disk?")), None),
             }
         });
     }
@@ -228,6 +247,7 @@ pub fn photos() -> Html {
                     status: Status::Queued,
                     added_ms: now_ms(),
                     answer_ms: None,
+                    timeline: None,
                 }));
                 queue.borrow_mut().waiting.push_back((id, file, *min_face));
             }

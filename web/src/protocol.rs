@@ -116,6 +116,13 @@ pub struct DetectReply {
     #[serde(default)]
     pub classify_ms: f64,
     pub backend: ActiveBackend,
+    /// When the worker received the job and when it had the answer, in ms since the epoch
+    /// (`performance.timeOrigin + performance.now()`): with the page's own times they split a
+    /// photo's time into the page's, the messages' and the worker's.
+    #[serde(default)]
+    pub received_at: f64,
+    #[serde(default)]
+    pub answered_at: f64,
     /// A small JPEG of the photo, made by the worker when it had the browser decode a large
     /// photo: the page shows it instead of the original, which it then never decodes.
     #[serde(skip)]

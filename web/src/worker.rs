@@ -37,6 +37,11 @@ fn now() -> f64 {
     scope().performance().map(|p| p.now()).unwrap_or_else(js_sys::Date::now)
 }
 
+/// Milliseconds since the epoch, on the clock the page's [`crate::photos`] timeline uses.
+fn epoch_ms() -> f64 {
+    scope().performance().map(|p| p.time_origin() + p.now()).unwrap_or_else(js_sys::Date::now)
+}
+
 fn post(response: &Response) {
     let sent = response.to_js().map_err(JsValue::from).and_then(|msg| scope().post_message(&msg));
     if let Err(e) = sent {
@@ -66,7 +71,11 @@ pub fn worker_handle(msg: JsValue) {
             },
             Request::Detect(job) => {
                 let id = job.id;
+                let received_at = epoch_ms();
                 let mut reply = detect(job).await;
+                if let Ok(r) = reply.as_mut() {
+                    (r.received_at, r.answered_at) = (received_at, epoch_ms());
+                }
                 let thumbnail = reply.as_mut().ok().and_then(|r| r.thumbnail.take()).map(JsValue::from);
                 post(&Response::Detected { id, reply, thumbnail: thumbnail.unwrap_or(JsValue::UNDEFINED) });
             }
@@ -245,6 +254,8 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         detect_ms: t2 - t1,
         classify_ms: t3 - t2,
         backend: state.backend,
+        received_at: 0.0,
+        answered_at: 0.0,
         thumbnail,
     })
 }

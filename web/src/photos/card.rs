@@ -96,7 +96,8 @@ pub(super) fn photo_card(props: &PhotoCardProps) -> Html {
             html! {
                 <article class="photo" key={photo.id} ref={node} data-name={photo.name.clone()} data-state="done"
                     data-faces={n.to_string()} data-result={json}
-                    data-answer-ms={photo.answer_ms.map(|ms| format!("{ms:.0}"))}>
+                    data-answer-ms={photo.answer_ms.map(|ms| format!("{ms:.0}"))}
+                    data-timeline={photo.timeline.clone()}>
                     <figure style={format!("aspect-ratio: {} / {}", r.width, r.height)}>
                         <img src={url} alt={photo.name.clone()} decoding="async" loading="lazy" />
                         <svg class="overlay" viewBox={format!("0 0 {} {}", r.width, r.height)} preserveAspectRatio="none">
