@@ -14,7 +14,7 @@ mod common;
 #[path = "browser/harness.rs"]
 mod harness;
 
-use harness::{camera_args, dist, fake_camera_video, Harness, TempDir};
+use harness::{camera_args, dist, fake_camera_video, large_jpeg, photo_copies, Harness, TempDir};
 use serde_json::Value;
 
 const WARM_UP: usize = 3;
@@ -86,16 +86,6 @@ async fn bench_detect_in_chromium() {
     let frame = std::fs::read(common::fixture("bench/astronaut_640x480.jpg")).unwrap();
     time_backend("cpu", runs, &frame).await;
     time_backend("webgpu", runs, &frame).await;
-}
-
-/// The apollo11_crew fixture scaled to `width × height` and saved as a JPEG (quality 90).
-fn large_jpeg(dir: &TempDir, width: u32, height: u32) -> std::path::PathBuf {
-    let img = image::open(common::fixture("faces/apollo11_crew.jpg")).unwrap().to_rgb8();
-    let big = image::imageops::resize(&img, width, height, image::imageops::FilterType::Triangle);
-    let path = dir.0.join(format!("photo-{width}x{height}.jpg"));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&big).unwrap();
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,15 +167,7 @@ fn chromium_pss_mb() -> Option<f64> {
 async fn bench_many_photos_in_chromium() {
     const PHOTOS: usize = 200;
     let dir = TempDir::new("bench-many");
-    let photo = large_jpeg(&dir, 4000, 3000);
-    // Each photo under its own name (hard links of one file), so each has its own card.
-    let paths: Vec<String> = (0..PHOTOS)
-        .map(|k| {
-            let run = dir.0.join(format!("many{k:03}.jpg"));
-            std::fs::hard_link(&photo, &run).unwrap();
-            run.display().to_string()
-        })
-        .collect();
+    let paths = photo_copies(&dir, &large_jpeg(&dir, 4000, 3000), "many", PHOTOS);
     let h = Harness::start(&dist(), &[]).await;
     h.open("/?backend=cpu#/photos").await;
     h.wait_for("#engine[data-state='ready']", 300).await;

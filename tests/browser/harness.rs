@@ -230,6 +230,29 @@ impl Harness {
     }
 }
 
+/// The apollo11_crew fixture stretched to `width × height` and saved in `dir` as a JPEG
+/// (quality 90), as a phone would save a photo of that size.
+pub fn large_jpeg(dir: &TempDir, width: u32, height: u32) -> PathBuf {
+    let img = image::open(crate::common::fixture("faces/apollo11_crew.jpg")).unwrap().to_rgb8();
+    let big = image::imageops::resize(&img, width, height, image::imageops::FilterType::Triangle);
+    let path = dir.0.join(format!("photo-{width}x{height}.jpg"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&big).unwrap();
+    path
+}
+
+/// `n` hard links to `source` in `dir`, named `{prefix}{k:03}.jpg`: the same photo under `n`
+/// names, so each gets a card of its own. Returns their paths, ready for a file input.
+pub fn photo_copies(dir: &TempDir, source: &Path, prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|k| {
+            let path = dir.0.join(format!("{prefix}{k:03}.jpg"));
+            std::fs::hard_link(source, &path).unwrap();
+            path.display().to_string()
+        })
+        .collect()
+}
+
 /// A looping y4m video of `image` for Chromium's fake camera, written into `dir`; `filters` are
 /// extra ffmpeg arguments (scaling, padding) before the frame rate.
 pub fn fake_camera_video(dir: &TempDir, image: &Path, filters: &[&str], fps: u32, seconds: u32) -> PathBuf {

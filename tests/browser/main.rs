@@ -10,7 +10,7 @@ mod harness;
 use std::path::PathBuf;
 
 use common::{detector, exif_orientation, fixture, iou, read_json};
-use harness::{camera_args, dist, fake_camera_video, Harness, TempDir};
+use harness::{camera_args, dist, fake_camera_video, large_jpeg, photo_copies, Harness, TempDir};
 use mien::{Face, Frame};
 use serde_json::Value;
 
@@ -307,17 +307,7 @@ async fn a_batch_can_be_cancelled_and_the_page_goes_on() {
     let dir = TempDir::new("cancel");
     // Twelve 12-megapixel photos: each takes a good part of a second, so most are still
     // waiting when Cancel is pressed.
-    let apollo = image::open(fixture("faces/apollo11_crew.jpg")).unwrap().to_rgb8();
-    let big = image::imageops::resize(&apollo, 4000, 3000, image::imageops::FilterType::Triangle);
-    let source = dir.0.join("phone.jpg");
-    big.save(&source).unwrap();
-    let paths: Vec<String> = (0..PHOTOS)
-        .map(|i| {
-            let p = dir.0.join(format!("cancel-{i:02}.jpg"));
-            std::fs::hard_link(&source, &p).unwrap();
-            p.display().to_string()
-        })
-        .collect();
+    let paths = photo_copies(&dir, &large_jpeg(&dir, 4000, 3000), "cancel-", PHOTOS);
     let h = Harness::start(&dist(), &[]).await;
     h.open("/?backend=cpu#/photos").await;
     wait_ready(&h).await;
