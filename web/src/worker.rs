@@ -25,8 +25,6 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<Option<Rc<State>>> = const { RefCell::new(None) };
-    /// The canvas photos are drawn on (see [`working_frame`]).
-    static CANVAS: RefCell<Option<web_sys::OffscreenCanvas>> = const { RefCell::new(None) };
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -384,21 +382,8 @@ async fn working_frame(
     (fw, fh): (u32, u32),
 ) -> Result<(Photo, Blob), JsValue> {
     use web_sys::{ImageEncodeOptions, OffscreenCanvas, OffscreenCanvasRenderingContext2d};
-    // One canvas for every photo: a canvas's pixels are freed only when it is garbage-collected,
-    // and a new pair per photo let a batch of 200 photos hold over a gigabyte. Each use below is
-    // synchronous up to `convertToBlob`, which copies the pixels before it returns, so photos
-    // interleaved at an `await` never draw into each other's.
-    let canvas = match CANVAS.with(|c| c.borrow().clone()) {
-        Some(canvas) => canvas,
-        None => {
-            let canvas = OffscreenCanvas::new(1, 1)?;
-            CANVAS.with(|c| *c.borrow_mut() = Some(canvas.clone()));
-            canvas
-        }
-    };
     let draw = |w: u32, h: u32| -> Result<OffscreenCanvasRenderingContext2d, JsValue> {
-        canvas.set_width(w);
-        canvas.set_height(h);
+        let canvas = OffscreenCanvas::new(w, h)?;
         let context: OffscreenCanvasRenderingContext2d =
             canvas.get_context("2d")?.ok_or_else(|| JsValue::from_str("no 2D context"))?.dyn_into()?;
         Reflect::set(&context, &"imageSmoothingQuality".into(), &"high".into())?;
