@@ -59,6 +59,7 @@ impl InferenceWorker {
             let worker = worker.clone();
             let on_event = on_event.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+                let arrived_at = epoch_ms();
                 let response = match Response::from_js(ev.data()) {
                     Ok(r) => r,
                     Err(e) => {
@@ -87,7 +88,7 @@ impl InferenceWorker {
                         let done = inner.borrow_mut().pending.remove(&id);
                         if let Some(done) = done {
                             let thumbnail = thumbnail.dyn_into::<web_sys::Blob>().ok();
-                            done.emit(reply.map(|r| DetectReply { thumbnail, ..r }));
+                            done.emit(reply.map(|r| DetectReply { thumbnail, arrived_at, ..r }));
                         }
                     }
                     Response::SelfTest { result } => on_event.emit(WorkerEvent::SelfTest(result)),
@@ -137,6 +138,11 @@ impl InferenceWorker {
     pub fn self_test(&self) {
         post(&self.worker, &Request::SelfTest);
     }
+}
+
+/// Milliseconds since the epoch, on the clock the worker stamps its answers with.
+fn epoch_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.time_origin() + p.now()).unwrap_or_else(js_sys::Date::now)
 }
 
 fn post(worker: &Worker, request: &Request) {

@@ -102,11 +102,12 @@ impl Reducible for PhotosState {
                     if let (Ok(reply), Some(read_at)) = (&r, read_at) {
                         let origin = web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.time_origin());
                         p.timeline = Some(format!(
-                            r#"{{"read":{:.1},"to_worker":{:.1},"worker":{:.1},"to_page":{:.1}}}"#,
+                            r#"{{"read":{:.1},"to_worker":{:.1},"worker":{:.1},"to_page":{:.1},"in_page":{:.1}}}"#,
                             read_at - p.added_ms,
                             reply.received_at - (origin + read_at),
                             reply.answered_at - reply.received_at,
-                            origin + now - reply.answered_at
+                            reply.arrived_at - reply.answered_at,
+                            origin + now - reply.arrived_at
                         ));
                     }
                     p.status = match r {
@@ -180,6 +181,8 @@ fn pump(
             next
         };
         let (id, file, min_face) = next;
+        // The read starts now, so the browser reads the file while the page re-renders.
+        let read = JsFuture::from(file.array_buffer());
         dispatcher.dispatch(Action::Start(id));
         let (queue, worker, dispatcher, tick) = (queue.clone(), worker.clone(), dispatcher.clone(), tick.clone());
         wasm_bindgen_futures::spawn_local(async move {
@@ -197,7 +200,7 @@ fn pump(
                     pump(&queue, &worker, &dispatcher, &tick);
                 }
             };
-            match JsFuture::from(file.array_buffer()).await {
+            match read.await {
                 Ok(b) => {
                     let read_at = now_ms();
                     let done = Callback::from(move |r| finish(r, Some(read_at)));

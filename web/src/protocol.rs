@@ -123,6 +123,9 @@ pub struct DetectReply {
     pub received_at: f64,
     #[serde(default)]
     pub answered_at: f64,
+    /// When the answer's message reached the page (same clock), set by the page.
+    #[serde(default)]
+    pub arrived_at: f64,
     /// A small JPEG of the photo, made by the worker when it had the browser decode a large
     /// photo: the page shows it instead of the original, which it then never decodes.
     #[serde(skip)]
