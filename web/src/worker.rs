@@ -239,6 +239,10 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         }
     };
     let t3 = now();
+    let thumbnail = match thumbnail {
+        Some(t) => t.done().await,
+        None => None,
+    };
     // Reported in the photo's own pixels (the working frame may be smaller), as
     // `mien::pipeline::analyze_photo` does; the stages are called one by one here to time each.
     let faces = mien::pipeline::in_photo_pixels(&photo, faces);
@@ -254,6 +258,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         backend: state.backend,
         received_at: 0.0,
         answered_at: 0.0,
+        arrived_at: 0.0,
         thumbnail,
     })
 }
@@ -273,7 +278,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
 async fn decode_photo(
     bytes: &js_sys::ArrayBuffer,
     max_short_side: Option<u32>,
-) -> Result<(Photo, Option<Blob>, String), String> {
+) -> Result<(Photo, Option<Thumbnail>, String), String> {
     let mien_decode = |bytes: &js_sys::ArrayBuffer| {
         Frame::decode_photo(&Uint8Array::new(bytes).to_vec(), max_short_side)
             .map(|p| (p, None, "mien".to_string()))
@@ -325,7 +330,7 @@ async fn scaled_jpeg_decode(
     head: &[u8],
     (width, height): (u32, u32),
     short_side: u32,
-) -> Result<(Photo, Option<Blob>, String), JsValue> {
+) -> Result<(Photo, Option<Thumbnail>, String), JsValue> {
     let constructor: js_sys::Function = Reflect::get(&js_sys::global(), &"ImageDecoder".into())?.dyn_into()?;
     let (fw, fh) = mien::frame::bounded_size(width, height, Some(short_side));
     // The decoder takes the size in the file's own orientation, and gives the largest of its
@@ -353,7 +358,7 @@ async fn scaled_jpeg_decode(
     // Upright (its aspect within a pixel of the photo's) and at least the working size.
     let upright = (dw as u64 * height as u64).abs_diff(dh as u64 * width as u64) <= width.max(height) as u64;
     let result = if upright && dw >= fw && dh >= fh {
-        working_frame(&bitmap, (width, height), (fw, fh)).await.map(|(photo, thumbnail)| {
+        working_frame(&bitmap, (width, height), (fw, fh)).map(|(photo, thumbnail)| {
             (photo, Some(thumbnail), format!("browser at {:.0}/8", 8.0 * dw as f64 / width as f64))
         })
     } else {
@@ -376,11 +381,11 @@ async fn call_async(object: &JsValue, name: &str) -> Result<JsValue, JsValue> {
 
 /// The working frame (`fw × fh`) of a photo of `width × height`, drawn from `source` (an
 /// upright `ImageBitmap` of any size), and its thumbnail.
-async fn working_frame(
+fn working_frame(
     source: &web_sys::ImageBitmap,
     (width, height): (u32, u32),
     (fw, fh): (u32, u32),
-) -> Result<(Photo, Blob), JsValue> {
+) -> Result<(Photo, Thumbnail), JsValue> {
     use web_sys::{ImageEncodeOptions, OffscreenCanvas, OffscreenCanvasRenderingContext2d};
     let draw = |w: u32, h: u32| -> Result<OffscreenCanvasRenderingContext2d, JsValue> {
         let canvas = OffscreenCanvas::new(w, h)?;
@@ -400,12 +405,26 @@ async fn working_frame(
     let encode = ImageEncodeOptions::new();
     encode.set_type("image/jpeg");
     encode.set_quality(0.85);
-    let thumbnail: Blob = JsFuture::from(thumb.convert_to_blob_with_options(&encode)?).await?.dyn_into()?;
+    // Encoded while the cascade runs; awaited with the answer.
+    let thumbnail = Thumbnail(JsFuture::from(thumb.convert_to_blob_with_options(&encode)?));
     Ok((Photo { frame, width, height }, thumbnail))
 }
 
+/// A thumbnail being encoded (see [`DetectReply::thumbnail`]).
+struct Thumbnail(JsFuture);
+
+impl Thumbnail {
+    /// The JPEG, or `None` when the browser could not encode it (the page then shows the original).
+    async fn done(self) -> Option<Blob> {
+        self.0.await.ok().and_then(|b| b.dyn_into().ok())
+    }
+}
+
 /// A photo decoded whole by the browser (`createImageBitmap`), then scaled to the working size.
-async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>) -> Result<(Photo, Blob), JsValue> {
+async fn browser_decode(
+    bytes: &js_sys::ArrayBuffer,
+    max_short_side: Option<u32>,
+) -> Result<(Photo, Thumbnail), JsValue> {
     use web_sys::{
         ColorSpaceConversion, ImageBitmap, ImageBitmapOptions, ImageOrientation, PremultiplyAlpha, ResizeQuality,
     };
@@ -438,7 +457,7 @@ async fn browser_decode(bytes: &js_sys::ArrayBuffer, max_short_side: Option<u32>
         full.close();
         small?.dyn_into()?
     };
-    let result = working_frame(&bitmap, (width, height), (fw, fh)).await;
+    let result = working_frame(&bitmap, (width, height), (fw, fh));
     bitmap.close();
     result
 }
