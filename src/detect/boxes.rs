@@ -13,6 +13,9 @@ pub struct Candidate {
     pub score: f32,
     /// `[dx1, dy1, dx2, dy2]`, in units of the box width/height.
     pub reg: [f32; 4],
+    /// Whether the candidate fell below a stage's threshold and goes on as one of the few best
+    /// of the second look ([`super::DetectorConfig::second_look`]).
+    pub rescued: bool,
 }
 
 /// How overlap is measured in [`nms`].
@@ -109,12 +112,18 @@ pub fn crop_window(c: &Candidate, width: u32, height: u32) -> Option<(usize, usi
     }
 }
 
+/// The same window as [`crop_window`] without the clamping: it may reach past the frame, for a
+/// crop whose outside is padded.
+pub fn padded_window(c: &Candidate) -> (i64, i64, i64, i64) {
+    (c.x1.trunc() as i64 - 1, c.y1.trunc() as i64 - 1, c.x2.trunc() as i64, c.y2.trunc() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cand(x1: f32, y1: f32, x2: f32, y2: f32, score: f32) -> Candidate {
-        Candidate { x1, y1, x2, y2, score, reg: [0.0; 4] }
+        Candidate { x1, y1, x2, y2, score, reg: [0.0; 4], rescued: false }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::resample::Padding;
 use super::DetectError;
 
 /// Tunables of the cascade; the thresholds and scale factor are facenet-pytorch's.
@@ -20,6 +21,47 @@ pub struct DetectorConfig {
     pub thresholds: [f32; 3],
     /// Ratio between pyramid scales.
     pub scale_factor: f32,
+    /// How the cascade treats faces that reach the frame's edges or fill it.
+    #[serde(default)]
+    pub edges: EdgeSearch,
+    /// O-Net score a face must reach when it comes from the second look: the few best P-Net
+    /// and R-Net candidates that fell below those stages' thresholds are scored by O-Net too,
+    /// and kept at this stricter score. P-Net and R-Net are cheap judges whose thresholds drop
+    /// faces O-Net is sure of (tilted, half-covered, grey, cut by the edge); O-Net is the one
+    /// that tells faces from the rest. `None` turns the second look off.
+    #[serde(default = "default_second_look")]
+    pub second_look: Option<f32>,
+}
+
+/// The default O-Net score of a face from the second look.
+pub const SECOND_LOOK_SCORE: f32 = 0.95;
+
+fn default_second_look() -> Option<f32> {
+    Some(SECOND_LOOK_SCORE)
+}
+
+/// How the cascade treats faces at the frame's edges. facenet-pytorch clips a candidate's window
+/// to the frame and stretches what is left to R-Net's and O-Net's input, and its pyramid never
+/// searches for a face larger than the frame's shorter side, so a face that fills the picture or
+/// is cut by its edge is often lost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EdgeSearch {
+    /// Fill for the part of a crop outside the frame; `None` clips and stretches.
+    pub padding: Option<Padding>,
+    /// Also search the coarse pyramid levels (faces of at least a fifth of the shorter side) of
+    /// a padded frame, up to faces 1.5 times the shorter side.
+    pub padded_pyramid: bool,
+}
+
+impl Default for EdgeSearch {
+    fn default() -> Self {
+        EdgeSearch { padding: Some(Padding::Fill(128)), padded_pyramid: true }
+    }
+}
+
+impl EdgeSearch {
+    /// facenet-pytorch's behaviour: clip and stretch, no search past the edges.
+    pub const CLIPPED: EdgeSearch = EdgeSearch { padding: None, padded_pyramid: false };
 }
 
 impl Default for DetectorConfig {
@@ -29,6 +71,8 @@ impl Default for DetectorConfig {
             min_face_fraction: DEFAULT_MIN_FACE_FRACTION,
             thresholds: [0.6, 0.7, 0.7],
             scale_factor: 0.709,
+            edges: EdgeSearch::default(),
+            second_look: default_second_look(),
         }
     }
 }

@@ -19,10 +19,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::Frame;
 use crate::weights::{load_pytorch_safetensors, WeightsError};
-use boxes::{crop_window, nms, regress, square, Candidate, Overlap};
-pub use config::{DetectorConfig, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE, PHOTO_FACE_PIXELS};
+use boxes::{crop_window, nms, padded_window, regress, square, Candidate, Overlap};
+pub use config::{DetectorConfig, EdgeSearch, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE, PHOTO_FACE_PIXELS};
 pub use nets::{ONet, PNet, RNet};
-use resample::resize_area_into;
+pub use resample::Padding;
+use resample::{pad_planar, resize_area_into, resize_area_padded_into};
+
+/// Lowest P-Net and R-Net score of a second-look candidate.
+const SECOND_LOOK_FLOOR: f32 = 0.05;
+/// Second-look candidates kept per pyramid level before its NMS.
+const SECOND_LOOK_PER_LEVEL: usize = 64;
+/// Second-look candidates handed to R-Net and to O-Net.
+const SECOND_LOOK_CANDIDATES: [usize; 2] = [16, 3];
+
+/// Keeps the `n` best-scoring candidates, best first.
+fn best_first(candidates: &mut Vec<Candidate>, n: usize) {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(n);
+}
+
+/// Pyramid levels whose shorter side is below this many pixels (faces of more than a fifth of
+/// the frame's shorter side) are searched on a padded copy when [`EdgeSearch::padded_pyramid`]
+/// is set.
+const PADDED_BELOW_SIDE: f32 = 60.0;
+/// Cells of padding on each side of such a level: half of P-Net's 12-cell window, so a window
+/// centred on the edge is scanned.
+const PYRAMID_PADDING: usize = 6;
+/// The padded pyramid goes on down to levels of this shorter side: faces 1.5 times the
+/// frame's shorter side.
+const PADDED_MIN_SIDE: f32 = 8.0;
 
 /// A detected face, in pixels of the original image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,44 +205,72 @@ impl FaceDetector {
         let mut minl = w.min(h) * m;
         let mut scales = Vec::new();
         let mut scale = m;
-        while minl >= 12.0 {
-            scales.push(scale);
+        let padded = cfg.edges.padded_pyramid;
+        let smallest = if padded { PADDED_MIN_SIDE } else { 12.0 };
+        while minl >= smallest {
+            scales.push((scale, padded && minl < PADDED_BELOW_SIDE));
             scale *= cfg.scale_factor;
             minl *= cfg.scale_factor;
         }
+        let fill = cfg.edges.padding.unwrap_or(Padding::Fill(128));
+        let floor = match cfg.second_look {
+            Some(_) => cfg.thresholds[0].min(SECOND_LOOK_FLOOR),
+            None => cfg.thresholds[0],
+        };
         let mut all = Vec::new();
-        for scale in scales {
+        for (scale, padded) in scales {
             let sh = (h * scale + 1.0) as usize;
             let sw = (w * scale + 1.0) as usize;
             let mut input = Vec::with_capacity(3 * sh * sw);
             resize_area_into(working, (0, 0, working.width() as usize, working.height() as usize), sw, sh, &mut input);
+            let (input, sw, sh, pad) = if padded {
+                let p = PYRAMID_PADDING;
+                (pad_planar(&input, sw, sh, p, fill), sw + 2 * p, sh + 2 * p, p as f32)
+            } else {
+                (input, sw, sh, 0.0)
+            };
             let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, sh, sw]), &self.device);
             let (reg, prob) = self.pnet.forward(x);
             let [oh, ow] = [prob.dims()[2], prob.dims()[3]];
             let face_prob = prob.narrow(1, 1, 1);
             let [reg, face_prob] = self.read([reg.flatten::<1>(0, 3), face_prob.flatten::<1>(0, 3)]).await?;
             let mut level = Vec::new();
+            let mut below = Vec::new();
             for y in 0..oh {
                 for x in 0..ow {
                     let p = face_prob[y * ow + x];
-                    if p >= cfg.thresholds[0] {
+                    if p >= floor {
                         let at = |c: usize| reg[c * oh * ow + y * ow + x];
-                        level.push(Candidate {
-                            x1: ((2 * x + 1) as f32 / scale).floor(),
-                            y1: ((2 * y + 1) as f32 / scale).floor(),
-                            x2: ((2 * x + 12) as f32 / scale).floor(),
-                            y2: ((2 * y + 12) as f32 / scale).floor(),
+                        let c = Candidate {
+                            x1: (((2 * x + 1) as f32 - pad) / scale).floor(),
+                            y1: (((2 * y + 1) as f32 - pad) / scale).floor(),
+                            x2: (((2 * x + 12) as f32 - pad) / scale).floor(),
+                            y2: (((2 * y + 12) as f32 - pad) / scale).floor(),
                             score: p,
                             reg: [at(0), at(1), at(2), at(3)],
-                        });
+                            rescued: p < cfg.thresholds[0],
+                        };
+                        if c.rescued {
+                            below.push(c);
+                        } else {
+                            level.push(c);
+                        }
                     }
                 }
             }
+            // The second look's candidates come after the others and score lower, so the NMS
+            // never lets them displace one that passed the threshold.
+            best_first(&mut below, SECOND_LOOK_PER_LEVEL);
+            level.extend(below);
             // Per-scale NMS keeps candidates in the order torchvision returns them (by score).
             all.extend(nms(&level, 0.5, Overlap::Union).into_iter().map(|i| level[i]));
         }
         let keep = nms(&all, 0.7, Overlap::Union);
-        Ok(keep.into_iter().map(|i| square(&regress(&all[i], all[i].reg, false))).collect())
+        let (mut passed, mut rescued): (Vec<Candidate>, Vec<Candidate>) =
+            keep.into_iter().map(|i| square(&regress(&all[i], all[i].reg, false))).partition(|c| !c.rescued);
+        best_first(&mut rescued, SECOND_LOOK_CANDIDATES[0]);
+        passed.extend(rescued);
+        Ok(passed)
     }
 
     /// R-Net on 24×24 crops of the candidates, cut from `working`, which is the frame scaled by
@@ -229,7 +282,7 @@ impl FaceDetector {
         candidates: Vec<Candidate>,
         cfg: &DetectorConfig,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let (kept, input) = self.crops(working, scale, &candidates, 24);
+        let (kept, input) = self.crops(working, scale, &candidates, 24, cfg.edges.padding);
         if kept.is_empty() {
             return Ok(Vec::new());
         }
@@ -238,19 +291,27 @@ impl FaceDetector {
         let (reg, prob) = self.rnet.forward(x);
         let [reg, prob] = self.read([reg.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
         let mut passed = Vec::new();
+        let mut below = Vec::new();
         for (k, &i) in kept.iter().enumerate() {
             let score = prob[k * 2 + 1];
-            if score > cfg.thresholds[1] {
-                let c = candidates[i];
-                passed.push(Candidate {
-                    score,
-                    reg: [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]],
-                    ..c
-                });
+            let c =
+                Candidate { score, reg: [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]], ..candidates[i] };
+            if score > cfg.thresholds[1] && !c.rescued {
+                passed.push(c);
+            } else if cfg.second_look.is_some() && score >= SECOND_LOOK_FLOOR {
+                below.push(Candidate { rescued: true, ..c });
             }
         }
         let keep = nms(&passed, 0.7, Overlap::Union);
-        Ok(keep.into_iter().map(|i| square(&regress(&passed[i], passed[i].reg, true))).collect())
+        let mut out: Vec<Candidate> =
+            keep.into_iter().map(|i| square(&regress(&passed[i], passed[i].reg, true))).collect();
+        let mut rescued: Vec<Candidate> = nms(&below, 0.7, Overlap::Union)
+            .into_iter()
+            .map(|i| square(&regress(&below[i], below[i].reg, true)))
+            .collect();
+        best_first(&mut rescued, SECOND_LOOK_CANDIDATES[1]);
+        out.extend(rescued);
+        Ok(out)
     }
 
     /// O-Net on 48×48 crops cut from `frame` scaled by `scale`: final scores, boxes and
@@ -262,7 +323,7 @@ impl FaceDetector {
         candidates: Vec<Candidate>,
         cfg: &DetectorConfig,
     ) -> Result<Vec<Face>, DetectError> {
-        let (kept, input) = self.crops(frame, scale, &candidates, 48);
+        let (kept, input) = self.crops(frame, scale, &candidates, 48, cfg.edges.padding);
         if kept.is_empty() {
             return Ok(Vec::new());
         }
@@ -275,8 +336,9 @@ impl FaceDetector {
         let mut points = Vec::new();
         for (k, &i) in kept.iter().enumerate() {
             let score = prob[k * 2 + 1];
-            if score > cfg.thresholds[2] {
-                let c = candidates[i];
+            let c = candidates[i];
+            let threshold = if c.rescued { cfg.second_look.unwrap_or(f32::INFINITY) } else { cfg.thresholds[2] };
+            if score > threshold {
                 let bw = c.x2 - c.x1 + 1.0;
                 let bh = c.y2 - c.y1 + 1.0;
                 let m = &marks[k * 10..k * 10 + 10];
@@ -289,20 +351,40 @@ impl FaceDetector {
                 points.push(lm);
             }
         }
-        let keep = nms(&passed, 0.7, Overlap::Min);
-        Ok(keep
-            .into_iter()
-            .map(|i| {
-                let c = passed[i];
-                Face { bbox: [c.x1, c.y1, c.x2, c.y2], score: c.score, landmarks: points[i] }
-            })
-            .collect())
+        let face = |i: usize| {
+            let c: Candidate = passed[i];
+            Face { bbox: [c.x1, c.y1, c.x2, c.y2], score: c.score, landmarks: points[i] }
+        };
+        // The faces of the second look only add to the others: one that overlaps a face found
+        // the usual way is the same face.
+        let (usual, second): (Vec<usize>, Vec<usize>) = (0..passed.len()).partition(|&i| !passed[i].rescued);
+        let pick = |which: &[usize]| -> Vec<usize> {
+            let boxes: Vec<Candidate> = which.iter().map(|&i| passed[i]).collect();
+            nms(&boxes, 0.7, Overlap::Min).into_iter().map(|k| which[k]).collect()
+        };
+        let mut keep = pick(&usual);
+        let usual_faces = keep.len();
+        for i in pick(&second) {
+            if keep[..usual_faces].iter().all(|&j| nms(&[passed[j], passed[i]], 0.7, Overlap::Min).len() == 2) {
+                keep.push(i);
+            }
+        }
+        let mut faces: Vec<Face> = keep.into_iter().map(face).collect();
+        faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(faces)
     }
 
     /// Area-resized, normalised crops of the candidates' windows (scaled by `scale` into
     /// `frame`'s pixels), stacked NCHW; returns the indices of the candidates whose window is not
     /// empty.
-    fn crops(&self, frame: &Frame, scale: (f32, f32), candidates: &[Candidate], size: usize) -> (Vec<usize>, Vec<f32>) {
+    fn crops(
+        &self,
+        frame: &Frame,
+        scale: (f32, f32),
+        candidates: &[Candidate],
+        size: usize,
+        padding: Option<Padding>,
+    ) -> (Vec<usize>, Vec<f32>) {
         let mut kept = Vec::new();
         let mut input = Vec::with_capacity(candidates.len() * 3 * size * size);
         for (i, c) in candidates.iter().enumerate() {
@@ -312,8 +394,13 @@ impl FaceDetector {
             } else {
                 Candidate { x1: c.x1 * kx, y1: c.y1 * ky, x2: c.x2 * kx, y2: c.y2 * ky, ..*c }
             };
-            if let Some(window) = crop_window(&c, frame.width(), frame.height()) {
-                resize_area_into(frame, window, size, size, &mut input);
+            let cut = match padding {
+                None => crop_window(&c, frame.width(), frame.height())
+                    .map(|window| resize_area_into(frame, window, size, size, &mut input))
+                    .is_some(),
+                Some(padding) => resize_area_padded_into(frame, padded_window(&c), size, size, padding, &mut input),
+            };
+            if cut {
                 kept.push(i);
             }
         }

@@ -24,7 +24,6 @@ pub fn resize_area_into(
     let in_w = x1 - x0;
     let in_h = y1 - y0;
     let cols = bins(in_w, out_w);
-    let rows = bins(in_h, out_h);
     let stride = frame.width() as usize * 3;
     let rgb = frame.rgb();
     // Horizontal pass: for each input row of the window, average the column bins.
@@ -45,7 +44,13 @@ pub fn resize_area_into(
             horiz[dst + 2] = acc[2] / n;
         }
     }
-    // Vertical pass, written planar and normalised.
+    vertical_pass(&horiz, in_h, out_w, out_h, out);
+}
+
+/// The vertical half of the area resize: averages the row bins of `horiz` (`in_h` rows of
+/// `out_w` packed RGB cells) and appends them to `out` planar and normalised.
+fn vertical_pass(horiz: &[f32], in_h: usize, out_w: usize, out_h: usize, out: &mut Vec<f32>) {
+    let rows = bins(in_h, out_h);
     let base = out.len();
     out.resize(base + 3 * out_h * out_w, 0.0);
     for (o, &(s, e)) in rows.iter().enumerate() {
@@ -63,6 +68,87 @@ pub fn resize_area_into(
             }
         }
     }
+}
+
+/// What [`resize_area_padded_into`] puts where a window reaches past the frame.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Padding {
+    /// A constant grey level, 0–255.
+    Fill(u8),
+    /// The nearest pixel of the frame (edge replication).
+    Edge,
+}
+
+/// [`resize_area_into`] for a window that may reach past the frame: the pixels outside it are
+/// made by `padding`, so a face that touches an edge keeps its proportions instead of being
+/// stretched over the part of the window that is inside. Returns false (and appends nothing)
+/// when the window is empty or entirely outside the frame.
+pub fn resize_area_padded_into(
+    frame: &Frame,
+    window: (i64, i64, i64, i64),
+    out_w: usize,
+    out_h: usize,
+    padding: Padding,
+    out: &mut Vec<f32>,
+) -> bool {
+    let (x0, y0, x1, y1) = window;
+    let (w, h) = (frame.width() as i64, frame.height() as i64);
+    if x1 <= x0 || y1 <= y0 || x1 <= 0 || y1 <= 0 || x0 >= w || y0 >= h {
+        return false;
+    }
+    if x0 >= 0 && y0 >= 0 && x1 <= w && y1 <= h {
+        resize_area_into(frame, (x0 as usize, y0 as usize, x1 as usize, y1 as usize), out_w, out_h, out);
+        return true;
+    }
+    let (in_w, in_h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+    let cols = bins(in_w, out_w);
+    let rgb = frame.rgb();
+    let pixel = |x: i64, y: i64| -> [f32; 3] {
+        match padding {
+            Padding::Fill(v) if !(0..w).contains(&x) || !(0..h).contains(&y) => [v as f32; 3],
+            _ => {
+                let i = ((y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) * 3) as usize;
+                [rgb[i] as f32, rgb[i + 1] as f32, rgb[i + 2] as f32]
+            }
+        }
+    };
+    let mut horiz = vec![0f32; in_h * out_w * 3];
+    for r in 0..in_h {
+        for (o, &(s, e)) in cols.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for c in s..e {
+                let p = pixel(x0 + c as i64, y0 + r as i64);
+                acc[0] += p[0];
+                acc[1] += p[1];
+                acc[2] += p[2];
+            }
+            let n = (e - s) as f32;
+            let dst = (r * out_w + o) * 3;
+            horiz[dst..dst + 3].copy_from_slice(&acc.map(|a| a / n));
+        }
+    }
+    vertical_pass(&horiz, in_h, out_w, out_h, out);
+    true
+}
+
+/// Pads a normalised planar (CHW, 3 planes) `w × h` image by `p` cells on every side.
+pub fn pad_planar(input: &[f32], w: usize, h: usize, p: usize, padding: Padding) -> Vec<f32> {
+    let (pw, ph) = (w + 2 * p, h + 2 * p);
+    let mut out = Vec::with_capacity(3 * pw * ph);
+    for plane in input.chunks_exact(w * h).take(3) {
+        for y in 0..ph {
+            let sy = y.saturating_sub(p).min(h - 1);
+            let inside_y = (p..p + h).contains(&y);
+            for x in 0..pw {
+                let inside = inside_y && (p..p + w).contains(&x);
+                out.push(match (inside, padding) {
+                    (false, Padding::Fill(v)) => normalise(v as f32),
+                    _ => plane[sy * w + x.saturating_sub(p).min(w - 1)],
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Area-downscales a packed 8-bit image of `channels` channels (1 gray, 2 gray + alpha, 3 RGB,
@@ -151,5 +237,41 @@ mod tests {
         for ch in 0..3 {
             assert_eq!(&out[ch * 2..ch * 2 + 2], &expect);
         }
+    }
+
+    #[test]
+    fn a_window_past_the_edge_is_padded_not_stretched() {
+        // 2×1 image: 100 then 200. The window [-2, 2) × [0, 1) to 4×1: two cells of padding.
+        let frame = Frame::from_rgb(2, 1, vec![100, 100, 100, 200, 200, 200]).unwrap();
+        let plane = |padding| {
+            let mut out = Vec::new();
+            assert!(resize_area_padded_into(&frame, (-2, 0, 2, 1), 4, 1, padding, &mut out));
+            out[..4].to_vec()
+        };
+        let n = |v: f32| normalise(v);
+        assert_eq!(plane(Padding::Fill(0)), vec![n(0.0), n(0.0), n(100.0), n(200.0)]);
+        assert_eq!(plane(Padding::Edge), vec![n(100.0), n(100.0), n(100.0), n(200.0)]);
+        // Inside the frame it is the plain resize; outside it there is nothing to crop.
+        let mut inside = Vec::new();
+        assert!(resize_area_padded_into(&frame, (0, 0, 2, 1), 1, 1, Padding::Fill(0), &mut inside));
+        assert_eq!(inside[0], n(150.0));
+        assert!(!resize_area_padded_into(&frame, (2, 0, 4, 1), 1, 1, Padding::Fill(0), &mut inside));
+        assert_eq!(inside.len(), 3);
+    }
+
+    #[test]
+    fn planar_padding_surrounds_each_plane() {
+        // One 1×1 pixel per plane, padded by 1: a 3×3 plane with the pixel in the middle.
+        let padded = pad_planar(&[0.5, -0.5, 0.25], 1, 1, 1, Padding::Fill(128));
+        assert_eq!(padded.len(), 27);
+        for (ch, v) in [0.5, -0.5, 0.25].into_iter().enumerate() {
+            let plane = &padded[ch * 9..ch * 9 + 9];
+            assert_eq!(plane[4], v);
+            assert!(plane.iter().enumerate().all(|(i, &p)| i == 4 || p == normalise(128.0)));
+        }
+        assert!(pad_planar(&[0.5, -0.5, 0.25], 1, 1, 2, Padding::Edge)
+            .chunks(25)
+            .zip([0.5, -0.5, 0.25])
+            .all(|(p, v)| p.iter().all(|&x| x == v)));
     }
 }
