@@ -539,7 +539,19 @@ async fn dashboard_shows_exactly_the_numbers_in_the_reports() {
     let want: Vec<String> =
         cv["folds"].as_array().unwrap().iter().map(|f| format!("{:.6}", f["accuracy"].as_f64().unwrap())).collect();
     assert_eq!(folds, serde_json::json!(want));
-    let photos = report("crop_check.json")["photos"]["agreement"].as_f64().expect("crop_check.json has a photos check");
+    // End to end beside the dataset crops: the figures shown are the report's, in a frame and bare.
+    let crop = report("crop_check.json");
+    let found = |r: &Value| r["detected"].as_f64().unwrap() / r["images"].as_f64().unwrap();
+    for (id, r) in [("#crop-pipeline", &crop["result"]), ("#crop-bare", &crop["bare"])] {
+        let el = h.wait_for(&format!("{id}[data-accuracy]"), 30).await;
+        assert_eq!(el.attr("data-found").await.unwrap().unwrap(), format!("{:.6}", found(r)), "{id}");
+        assert_eq!(
+            el.attr("data-accuracy").await.unwrap().unwrap(),
+            format!("{:.6}", r["pipeline_accuracy"].as_f64().unwrap()),
+            "{id}"
+        );
+    }
+    let photos = crop["photos"]["agreement"].as_f64().expect("crop_check.json has a photos check");
     let el = h.wait_for("#crop-photos[data-agreement]", 30).await;
     assert_eq!(el.attr("data-agreement").await.unwrap().unwrap(), format!("{photos:.6}"));
     h.eval("(document.querySelector('#crop').scrollIntoView(), 0)").await;

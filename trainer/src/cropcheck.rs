@@ -8,6 +8,9 @@
 //! cross-correlation). With `--tune`, the crop margin is chosen on training images only, by that
 //! likeness, and written into the model's manifest.
 //!
+//! The same images are also given as they are (`bare`: the dataset's own image, no frame around
+//! it), as a photo that is only a face reaches the app.
+//!
 //! Photos (`--photos`, the fixture photos) have no dataset crop, so there the reference is the
 //! pipeline's own crop of each face in the photo as it is: the photo is scaled and pasted into a
 //! larger frame, and the face is found, cropped and classified again. A pipeline that hands the
@@ -82,15 +85,32 @@ pub struct CropCheck {
 
 /// Each example pasted into a synthetic frame, and the best face the detector finds there.
 pub fn detect_all(examples: &[Example], side: u32, seed: u64) -> Result<Vec<(Frame, Option<Face>)>> {
-    let det = detector(40.0)?;
     let mut rng = SplitMix64::new(seed);
+    detect_each(examples, 40.0, "synthetic frames", |e| synthetic_frame(&e.pixels, side, &mut rng))
+}
+
+/// Each example as it is, with no frame around it (a photo that is only a face: a profile
+/// picture, an ID-photo crop), and the best face the detector finds there with the app's default
+/// smallest face.
+pub fn detect_bare(examples: &[Example], side: u32) -> Result<Vec<(Frame, Option<Face>)>> {
+    let min_face = mien::DetectorConfig::default().min_face_size;
+    detect_each(examples, min_face, "images as they are", |e| Ok(Frame::from_gray(side, side, &e.pixels)?))
+}
+
+fn detect_each(
+    examples: &[Example],
+    min_face: f32,
+    what: &str,
+    mut frame_of: impl FnMut(&Example) -> Result<Frame>,
+) -> Result<Vec<(Frame, Option<Face>)>> {
+    let det = detector(min_face)?;
     let mut found = Vec::with_capacity(examples.len());
     for (i, e) in examples.iter().enumerate() {
-        let frame = synthetic_frame(&e.pixels, side, &mut rng)?;
+        let frame = frame_of(e)?;
         let face = det.detect(&frame)?.into_iter().next();
         found.push((frame, face));
         if (i + 1) % 100 == 0 {
-            eprint!("\rdetected faces in {} of {} synthetic frames ", i + 1, examples.len());
+            eprint!("\rdetected faces in {} of {} {what} ", i + 1, examples.len());
         }
     }
     eprintln!();
@@ -364,8 +384,11 @@ pub fn run(
     let examples = sample(holdout_examples(&mut dataset, classifier.manifest(), split)?, limit, seed);
     let found = detect_all(&examples, side, seed)?;
     let row = score(Some(&classifier), &examples, &found, &classifier.manifest().crop)?;
-    println!("hold-out images, the model's crop convention:");
+    println!("hold-out images pasted into {CANVAS}×{CANVAS} frames, the model's crop convention:");
     print(std::slice::from_ref(&row));
+    let bare = score(Some(&classifier), &examples, &detect_bare(&examples, side)?, &classifier.manifest().crop)?;
+    println!("the same images as they are ({side}×{side}, no frame around them):");
+    print(std::slice::from_ref(&bare));
     let photo_check = photos.map(|dir| check_photos(&classifier, dir, seed)).transpose()?;
     if let Some(p) = &photo_check {
         println!(
@@ -389,6 +412,7 @@ pub fn run(
         "canvas": CANVAS,
         "upscale": UPSCALE,
         "result": row,
+        "bare": bare,
     });
     if let (Some(p), Some(dir)) = (&photo_check, photos) {
         value["photos"] = serde_json::to_value(p)?;

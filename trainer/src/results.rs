@@ -114,6 +114,17 @@ pub fn table(reports: &Path) -> Result<String> {
         thousands(checked),
         pct(&r["pipeline_accuracy"])
     ));
+    let bare = &crop["bare"];
+    if bare.is_object() {
+        let images = bare["images"].as_u64().unwrap_or(0);
+        let found = bare["detected"].as_u64().unwrap_or(0) as f64 / images.max(1) as f64;
+        rows.push(format!(
+            "| the same faces as they are (the dataset's image, no frame around it) through the app ({:.1} % found) | {} | {} | |",
+            100.0 * found,
+            thousands(images),
+            pct(&bare["pipeline_accuracy"])
+        ));
+    }
     let mut classes: Vec<(&String, f64)> = fer["per_class"]
         .as_object()
         .into_iter()
