@@ -282,3 +282,176 @@ async fn bench_live_in_chromium() {
     live_backend("cpu", &video).await;
     live_backend("webgpu", &video).await;
 }
+
+/// Photos dropped on the page at a time.
+const BATCH: usize = 500;
+
+/// The median of each part of the cards' timelines (`data-timeline`) whose name starts with
+/// `prefix`, and of their drop-to-answer times.
+async fn median_timeline(h: &Harness, prefix: &str) -> String {
+    let js = format!(
+        "Array.from(document.querySelectorAll('article.photo')).filter(a => a.dataset.name.startsWith('{prefix}') && a.dataset.timeline) \
+           .map(a => Object.assign(JSON.parse(a.dataset.timeline), {{answer: Number(a.dataset.answerMs)}}))"
+    );
+    let timelines = h.eval(&js).await;
+    let timelines = timelines.as_array().unwrap();
+    let mut parts = Vec::new();
+    for key in ["answer", "read", "to_worker", "worker", "to_page", "in_page"] {
+        let mut v: Vec<f64> = timelines.iter().filter_map(|t| t[key].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        if let Some(m) = v.get(v.len() / 2) {
+            parts.push(format!("{key} {m:.0}"));
+        }
+    }
+    format!("median ms: {}", parts.join(", "))
+}
+
+/// The page's answer for every card whose name starts with `prefix`: its state and the top
+/// emotion of its best-scoring face (none when no face was found).
+async fn top_labels(h: &Harness, prefix: &str) -> Vec<(String, String, Option<String>)> {
+    let js = format!(
+        "Array.from(document.querySelectorAll('article.photo')).filter(a => a.dataset.name.startsWith('{prefix}')).map(a => {{ \
+           const r = a.dataset.result ? JSON.parse(a.dataset.result) : null; \
+           if (!r || !r.faces.length) return [a.dataset.name, a.dataset.state, null]; \
+           const f = r.faces.reduce((x, y) => y.score > x.score ? y : x); \
+           let b = 0; f.probabilities.forEach((v, i) => {{ if (v > f.probabilities[b]) b = i; }}); \
+           return [a.dataset.name, a.dataset.state, r.labels[b]]; }})"
+    );
+    let v = h.eval(&js).await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (c[0].as_str().unwrap().to_string(), c[1].as_str().unwrap().to_string(), c[2].as_str().map(String::from))
+        })
+        .collect()
+}
+
+/// What people get on FER2013's PublicTest through the photos page (CPU path): each test image
+/// as a photo, upscaled to 160 px in a 320×320 grey frame and as it is (48×48), dropped on the
+/// page in batches; found, right end to end, and whether the page's answer is the native
+/// pipeline's on the same file. `MIEN_FER2013` names the dataset folder (`train/`, `test/`;
+/// default `../shared/data/fer2013`), `MIEN_BENCH_FACES` takes an evenly spread subset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run `cargo xtask bench`"]
+async fn bench_publictest_photos_in_chromium() {
+    let data = std::env::var_os("MIEN_FER2013")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::repo().join("../shared/data/fer2013"));
+    let test = data.join("test");
+    if !test.is_dir() {
+        println!(
+            "PublicTest: no FER2013 test folder at {}; set MIEN_FER2013 to the dataset's folder (train/, test/)",
+            test.display()
+        );
+        return;
+    }
+    // (the class folder's emotion, the image), in name order.
+    let mut images = Vec::new();
+    let mut folders: Vec<_> = std::fs::read_dir(&test).unwrap().map(|e| e.unwrap().path()).collect();
+    folders.sort();
+    for folder in folders {
+        let name = folder.file_name().unwrap().to_string_lossy().to_string();
+        let label = mien::Emotion::from_name(&name).unwrap_or_else(|| panic!("{name}: not an emotion")).name();
+        let mut files: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        images.extend(files.into_iter().map(|f| (label, f)));
+    }
+    let limit = std::env::var("MIEN_BENCH_FACES").ok().and_then(|v| v.parse().ok()).unwrap_or(images.len());
+    let step = images.len().div_ceil(limit.max(1)).max(1);
+    let images: Vec<_> = images.into_iter().step_by(step).collect();
+    let dir = TempDir::new("bench-publictest");
+    let framings = [("framed", "in a 320×320 grey frame, 160 px"), ("bare", "as it is, 48×48")];
+    let mut files: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(), Vec::new()];
+    for (i, (_, path)) in images.iter().enumerate() {
+        let face = image::open(path).unwrap().to_luma8();
+        let big = image::imageops::resize(&face, 160, 160, image::imageops::FilterType::Triangle);
+        let mut framed = image::GrayImage::from_pixel(320, 320, image::Luma([128]));
+        image::imageops::overlay(&mut framed, &big, 80, 80);
+        for (k, img) in [framed, face].iter().enumerate() {
+            let file = dir.0.join(format!("{}-{i:05}.png", framings[k].0));
+            img.save(&file).unwrap();
+            files[k].push(file);
+        }
+    }
+    let labels: Vec<&str> = images.iter().map(|(l, _)| *l).collect();
+
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/photos").await;
+    h.wait_for("#engine[data-state='ready']", 300).await;
+    let mut browser = Vec::new();
+    for (k, (prefix, _)) in framings.iter().enumerate() {
+        let start = std::time::Instant::now();
+        for batch in files[k].chunks(BATCH) {
+            let before = h.eval("document.querySelectorAll('article.photo').length").await.as_u64().unwrap() as usize;
+            let paths: Vec<String> = batch.iter().map(|p| p.display().to_string()).collect();
+            h.wait_for("#file-input", 30).await.send_keys(&paths.join("\n")).await.unwrap();
+            loop {
+                let settled = h
+                    .eval("document.querySelectorAll('article.photo[data-state=\"done\"], article.photo[data-state=\"error\"]').length")
+                    .await
+                    .as_u64()
+                    .unwrap() as usize;
+                if settled >= before + batch.len() {
+                    break;
+                }
+                assert!(start.elapsed().as_secs() < 3600, "{settled} answered after an hour");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        let mut answers = top_labels(&h, prefix).await;
+        answers.sort();
+        assert_eq!(answers.len(), files[k].len(), "{prefix}: cards");
+        let failed: Vec<_> = answers.iter().filter(|a| a.1 != "done").collect();
+        assert!(failed.is_empty(), "{prefix}: {} photos failed, e.g. {:?}", failed.len(), failed.first());
+        println!(
+            "{prefix}: {} photos answered in {:.1} s; {}",
+            answers.len(),
+            start.elapsed().as_secs_f64(),
+            median_timeline(&h, prefix).await
+        );
+        browser.push(answers.into_iter().map(|a| a.2).collect::<Vec<_>>());
+    }
+    h.assert_private();
+    h.finish().await;
+
+    // The native pipeline on the same files: the photos page must give the same answers.
+    let manifest = std::fs::read(common::repo().join("assets/model/manifest.json")).unwrap();
+    let weights = std::fs::read(common::repo().join("assets/model/classifier.safetensors")).unwrap();
+    let classifier =
+        mien::ExpressionClassifier::load(&manifest, &weights, &mien::burn::prelude::Device::flex()).unwrap();
+    let detector = common::detector();
+    let config = detector.config().clone();
+    for (k, (_, framing)) in framings.iter().enumerate() {
+        let (mut found, mut right, mut same) = (0, 0, 0);
+        let mut native_found = 0;
+        for (i, file) in files[k].iter().enumerate() {
+            let photo =
+                mien::Frame::decode_photo(&std::fs::read(file).unwrap(), Some(config.photo_short_side())).unwrap();
+            let faces =
+                pollster::block_on(mien::pipeline::analyze_photo(&detector, Some(&classifier), &photo, &config))
+                    .unwrap();
+            let native = faces.iter().max_by(|a, b| a.face.score.total_cmp(&b.face.score)).map(|f| {
+                let best =
+                    (0..f.probabilities.len()).max_by(|&a, &b| f.probabilities[a].total_cmp(&f.probabilities[b]));
+                classifier.manifest().labels[best.unwrap()].name().to_string()
+            });
+            let page = &browser[k][i];
+            found += usize::from(page.is_some());
+            native_found += usize::from(native.is_some());
+            right += usize::from(page.as_deref() == Some(labels[i]));
+            same += usize::from(*page == native);
+        }
+        let n = files[k].len() as f64;
+        println!(
+            "browser CPU photos page, {} PublicTest faces {framing}: found {:.1} %, right end to end {:.1} % ({:.1} % of the found); \
+             the page's answer is the native pipeline's for {:.1} % (native found {:.1} %)",
+            files[k].len(),
+            100.0 * found as f64 / n,
+            100.0 * right as f64 / n,
+            100.0 * right as f64 / found.max(1) as f64,
+            100.0 * same as f64 / n,
+            100.0 * native_found as f64 / n
+        );
+    }
+}

@@ -51,18 +51,35 @@ pub struct Photo {
     /// Where that time went, as JSON (the card's `data-timeline`): reading the file, the job's
     /// way to the worker, the worker, and the answer's way back, in ms.
     pub timeline: Option<String>,
+    /// Counts the photo's changes, so a card compares with its last render in constant time.
+    pub version: u32,
 }
 
 impl PartialEq for Photo {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id && self.status == other.status
+        self.id == other.id && self.version == other.version
     }
 }
 
+/// The page's photos. Each is shared (`Rc`): an action copies the list of pointers and the one
+/// photo it changes, not every photo's answer, so a batch of thousands costs the same per photo
+/// at its end as at its start.
 #[derive(Clone, PartialEq, Default)]
 pub struct PhotosState {
-    pub photos: Vec<Photo>,
+    pub photos: Vec<Rc<Photo>>,
     next_id: u32,
+    /// Photos answered (or failed) since the page opened: the exports are rebuilt when it moves.
+    answered: u64,
+}
+
+impl PhotosState {
+    fn photo_mut(&mut self, id: u32) -> Option<&mut Photo> {
+        self.photos.iter_mut().find(|p| p.id == id).map(|p| {
+            let p = Rc::make_mut(p);
+            p.version += 1;
+            p
+        })
+    }
 }
 
 pub enum Action {
@@ -83,20 +100,23 @@ impl Reducible for PhotosState {
         match action {
             Action::Add(p) => {
                 s.next_id = s.next_id.max(p.id);
-                s.photos.push(p)
+                s.photos.push(Rc::new(p))
             }
             Action::Start(id) => {
-                if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
+                if let Some(p) = s.photo_mut(id) {
                     p.status = Status::Pending;
                 }
             }
             Action::Cancel => {
                 for p in s.photos.iter_mut().filter(|p| p.status == Status::Queued) {
+                    let p = Rc::make_mut(p);
                     p.status = Status::Cancelled;
+                    p.version += 1;
                 }
             }
             Action::Finish(id, r, read_at) => {
-                if let Some(p) = s.photos.iter_mut().find(|p| p.id == id) {
+                s.answered += 1;
+                if let Some(p) = s.photo_mut(id) {
                     let now = now_ms();
                     p.answer_ms = Some(now - p.added_ms);
                     if let (Ok(reply), Some(read_at)) = (&r, read_at) {
@@ -251,6 +271,7 @@ pub fn photos() -> Html {
                     added_ms: now_ms(),
                     answer_ms: None,
                     timeline: None,
+                    version: 0,
                 }));
                 queue.borrow_mut().waiting.push_back((id, file, *min_face));
             }
@@ -330,16 +351,30 @@ pub fn photos() -> Html {
             dispatcher.dispatch(Action::Clear)
         })
     };
-    let done: Vec<(&str, &DetectReply)> = state
-        .photos
-        .iter()
-        .filter_map(|p| match &p.status {
-            Status::Done(r) => Some((p.name.as_str(), r)),
-            _ => None,
+    // The exports cover every answered photo. They are built once a batch has ended (and again
+    // when another ends), not at each answer: building them is linear in the photos answered,
+    // so at each answer it made a batch quadratic (and each old copy was kept).
+    let idle = progress.is_none();
+    let exports = {
+        let photos = state.photos.clone();
+        use_memo((idle, state.answered, photos.len()), move |&(idle, _, _)| {
+            let done: Vec<(&str, &DetectReply)> = photos
+                .iter()
+                .filter_map(|p| match &p.status {
+                    Status::Done(r) => Some((p.name.as_str(), r)),
+                    _ => None,
+                })
+                .collect();
+            (idle && !done.is_empty()).then(|| {
+                (
+                    ObjectUrl::from(Blob::new_with_options(results_csv(&done).as_str(), Some("text/csv"))),
+                    ObjectUrl::from(Blob::new_with_options(results_json(&done).as_str(), Some("application/json"))),
+                )
+            })
         })
-        .collect();
-    let csv_href = (!done.is_empty()).then(|| download_url(&results_csv(&done), "text/csv"));
-    let json_href = (!done.is_empty()).then(|| download_url(&results_json(&done), "application/json"));
+    };
+    let csv_href = exports.as_ref().as_ref().map(|(csv, _)| csv.to_string());
+    let json_href = exports.as_ref().as_ref().map(|(_, json)| json.to_string());
 
     html! {
         <>
@@ -381,18 +416,10 @@ pub fn photos() -> Html {
             { if !ctx.ready() { html! { <p class="note">{ "Photos added now are processed as soon as the models have loaded." }</p> } } else { html! {} } }
         </section>
         <section id="photos" class="photos" aria-live="polite">
-            { for state.photos.iter().rev().map(|p| html! { <PhotoCard key={p.id} photo={p.clone()} /> }) }
+            { for state.photos.iter().rev().map(|p| html! { <PhotoCard key={p.id} photo={Rc::clone(p)} /> }) }
         </section>
         </>
     }
-}
-
-/// An object URL for a download (kept alive for the page's lifetime; results are small).
-fn download_url(text: &str, mime: &str) -> String {
-    let url = ObjectUrl::from(Blob::new_with_options(text, Some(mime)));
-    let s = url.to_string();
-    std::mem::forget(url);
-    s
 }
 
 /// One row per face: file, face number, box, detector score, top emotion and every probability.

@@ -1,6 +1,8 @@
 //! One photo's card: its state, and once answered the photo with its faces boxed, their
 //! landmarks, and each face's expression probabilities.
 
+use std::rc::Rc;
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
@@ -10,7 +12,7 @@ use crate::widgets::{probability_bars, top};
 
 #[derive(Properties, PartialEq)]
 pub(super) struct PhotoCardProps {
-    pub photo: Photo,
+    pub photo: Rc<Photo>,
 }
 
 /// Whether the element behind `node` is within about two screens of the viewport, watched
