@@ -7,7 +7,10 @@
 //!   browser's peak memory meanwhile (the proportional set size of every Chromium process);
 //! - live: frames per second and per-stage latency of the live page fed by a fake camera
 //!   (a 640×480 video of the same frame), and the time from navigation to the first classified
-//!   frame, cold (fresh profile) and on a reload.
+//!   frame, cold (fresh profile) and on a reload;
+//! - PublicTest: FER2013's test images dropped on the photos page, in a frame and as they are:
+//!   faces found, end-to-end accuracy, and whether the page answers as the native pipeline does
+//!   (about 30 minutes for all 3,589 on a 2-core CPU; `MIEN_BENCH_FACES` takes a subset).
 
 #[path = "common/mod.rs"]
 mod common;
