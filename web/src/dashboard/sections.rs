@@ -127,7 +127,7 @@ pub fn crop_section(crop: &Loaded) -> Html {
     html! {
         <section class="card" id="crop">
             <h2>{ title }</h2>
-            <p class="note">{ "What people get: held-out dataset images go through the page's own pipeline (MTCNN finds the face, the crop is cut, the classifier answers; a face not found counts as wrong), pasted into larger frames and as they are, beside the accuracy of the dataset crops fed to the classifier directly." }</p>
+            <p class="note">{ "Held-out dataset images go through the page's own pipeline (MTCNN finds the face, the crop is cut, the classifier answers; a face not found counts as wrong), pasted into larger frames and as they are, beside the accuracy of the dataset crops fed to the classifier directly." }</p>
             <table>
                 <tbody>
                     <tr><th>{ "images" }</th><td>{ r["images"].to_string() }</td></tr>
