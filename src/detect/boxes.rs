@@ -47,8 +47,6 @@ pub fn nms(boxes: &[Candidate], threshold: f32, overlap: Overlap) -> Vec<usize> 
     let mut order: Vec<usize> = (0..boxes.len()).collect();
     // Stable sort by descending score, so ties keep a deterministic order.
     order.sort_by(|&a, &b| boxes[b].score.total_cmp(&boxes[a].score));
-    let plus = if overlap == Overlap::Min { 1.0 } else { 0.0 };
-    let area = |b: &Candidate| (b.x2 - b.x1 + plus) * (b.y2 - b.y1 + plus);
     let mut suppressed = vec![false; boxes.len()];
     let mut keep = Vec::new();
     for (pos, &i) in order.iter().enumerate() {
@@ -56,26 +54,26 @@ pub fn nms(boxes: &[Candidate], threshold: f32, overlap: Overlap) -> Vec<usize> 
             continue;
         }
         keep.push(i);
-        let a = &boxes[i];
-        let area_a = area(a);
         for &j in &order[pos + 1..] {
-            if suppressed[j] {
-                continue;
-            }
-            let b = &boxes[j];
-            let w = (a.x2.min(b.x2) - a.x1.max(b.x1) + plus).max(0.0);
-            let h = (a.y2.min(b.y2) - a.y1.max(b.y1) + plus).max(0.0);
-            let inter = w * h;
-            let o = match overlap {
-                Overlap::Union => inter / (area_a + area(b) - inter),
-                Overlap::Min => inter / area_a.min(area(b)),
-            };
-            if o > threshold {
+            if !suppressed[j] && overlap_of(&boxes[i], &boxes[j], overlap) > threshold {
                 suppressed[j] = true;
             }
         }
     }
     keep
+}
+
+/// How much two candidates overlap, measured as [`nms`] measures it.
+pub fn overlap_of(a: &Candidate, b: &Candidate, overlap: Overlap) -> f32 {
+    let plus = if overlap == Overlap::Min { 1.0 } else { 0.0 };
+    let area = |b: &Candidate| (b.x2 - b.x1 + plus) * (b.y2 - b.y1 + plus);
+    let w = (a.x2.min(b.x2) - a.x1.max(b.x1) + plus).max(0.0);
+    let h = (a.y2.min(b.y2) - a.y1.max(b.y1) + plus).max(0.0);
+    let inter = w * h;
+    match overlap {
+        Overlap::Union => inter / (area(a) + area(b) - inter),
+        Overlap::Min => inter / area(a).min(area(b)),
+    }
 }
 
 /// Applies the regression offsets. `plus_one` is false in the first stage and true in the R/O

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::Frame;
 use crate::weights::{load_pytorch_safetensors, WeightsError};
-use boxes::{crop_window, nms, padded_window, regress, square, Candidate, Overlap};
+use boxes::{crop_window, nms, overlap_of, padded_window, regress, square, Candidate, Overlap};
 pub use config::{DetectorConfig, EdgeSearch, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE, PHOTO_FACE_PIXELS};
 pub use nets::{ONet, PNet, RNet};
 pub use resample::Padding;
@@ -365,7 +365,7 @@ impl FaceDetector {
         let mut keep = pick(&usual);
         let usual_faces = keep.len();
         for i in pick(&second) {
-            if keep[..usual_faces].iter().all(|&j| nms(&[passed[j], passed[i]], 0.7, Overlap::Min).len() == 2) {
+            if keep[..usual_faces].iter().all(|&j| overlap_of(&passed[j], &passed[i], Overlap::Min) <= 0.7) {
                 keep.push(i);
             }
         }
