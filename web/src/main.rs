@@ -16,7 +16,24 @@ mod protocol;
 mod widgets;
 mod worker;
 
+// The linker's constructors (`.init_array`: burn's compiler stack registers its operations with
+// `inventory`). Unless the module calls them itself, wasm-ld treats it as a command that is
+// entered once and runs every constructor at the start of *every* exported function: each call
+// from JavaScript into the module (an event handler, a timer, a `postMessage` answer, even a
+// string handed over) then re-ran all of them, which took most of the page's and the worker's
+// time on the live page. Calling them once here, first thing in both, stops that.
+#[cfg(target_family = "wasm")]
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
 fn main() {
+    // SAFETY: runs once per instance, before any other code of the module (wasm-bindgen calls
+    // `main` right after instantiation, in the page and in the worker).
+    #[cfg(target_family = "wasm")]
+    unsafe {
+        __wasm_call_ctors();
+    }
     console_error_panic_hook::set_once();
     // wasm-bindgen runs `main` wherever the module is initialised: in the worker there is no
     // window, and `worker.js` drives the module through `worker::worker_handle` instead.
