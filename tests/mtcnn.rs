@@ -447,3 +447,63 @@ fn finds_faces_that_fill_the_frame_or_are_cut_by_its_edge() {
     );
     assert!(missed.len() * 20 <= framings.len(), "missed {} of {}: {missed:?}", missed.len(), framings.len());
 }
+
+/// `b` moved by `dx`, `dy` (fractions of its width and height) and scaled by `k` about its centre.
+fn moved(b: [f32; 4], dx: f32, dy: f32, k: f32) -> [f32; 4] {
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    let (cx, cy) = ((b[0] + b[2]) / 2.0 + dx * w, (b[1] + b[3]) / 2.0 + dy * h);
+    [cx - k * w / 2.0, cy - k * h / 2.0, cx + k * w / 2.0, cy + k * h / 2.0]
+}
+
+/// Following a face with O-Net alone (the live page's frames between two full detections): from
+/// where a face was a frame or two ago, its box comes back where the reference cascade puts it,
+/// and windows without a face give nothing.
+#[test]
+fn follows_a_face_that_moved_and_finds_nothing_where_no_face_is() {
+    let reference = read_json(&fixture("reference_mtcnn_detections.json"));
+    let det = detector();
+    let mut followed = 0;
+    let mut worst = 1f32;
+    for (path, entry) in reference["images"].as_object().unwrap() {
+        let frame = Frame::decode(&std::fs::read(fixture(path.trim_start_matches("fixtures/"))).unwrap()).unwrap();
+        // Faces at least the size searched for (as a live page's faces are).
+        let min_face = det.config().min_face_in(frame.width(), frame.height()).max(40.0);
+        for want in entry["detections"].as_array().unwrap() {
+            let b = flat(&want["box"]);
+            let b = [b[0], b[1], b[2], b[3]];
+            if want["prob"].as_f64().unwrap() < 0.9 || b[2] - b[0] < min_face {
+                continue;
+            }
+            for (dx, dy, k) in [(0.0, 0.0, 1.0), (0.12, -0.08, 1.1), (-0.08, 0.12, 0.9), (0.15, 0.15, 1.0)] {
+                let got = det.follow(&frame, &[moved(b, dx, dy, k)]).unwrap();
+                let best = got.iter().map(|f| iou(f.bbox, b)).fold(0.0, f32::max);
+                assert!(best >= 0.7, "{path}: {b:?} moved by ({dx}, {dy}) ×{k}: best IoU {best} in {got:?}");
+                worst = worst.min(best);
+                followed += 1;
+            }
+        }
+    }
+    eprintln!("{followed} faces followed from moved windows, worst IoU {worst:.3}");
+    assert!(followed >= 40, "only {followed} faces followed");
+    let mut windows = 0;
+    for entry in std::fs::read_dir(fixture("no_faces")).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(frame) = Frame::decode(&std::fs::read(&path).unwrap()) else { continue };
+        let (w, h) = (frame.width() as f32, frame.height() as f32);
+        let side = w.min(h) / 3.0;
+        let mut priors = Vec::new();
+        for i in 0..3 {
+            for j in 0..3 {
+                let (x, y) = (i as f32 * (w - side) / 2.0, j as f32 * (h - side) / 2.0);
+                priors.push([x, y, x + side, y + side]);
+            }
+        }
+        windows += priors.len();
+        let got = det.follow(&frame, &priors).unwrap();
+        assert!(got.is_empty(), "{}: followed a face where none is: {got:?}", path.display());
+    }
+    assert!(windows >= 27, "only {windows} faceless windows");
+    let black = Frame::from_rgb(8, 8, vec![0; 192]).unwrap();
+    assert!(det.follow(&black, &[]).unwrap().is_empty());
+    assert!(det.follow(&black, &[[f32::NAN, 0.0, 4.0, 4.0], [5.0, 5.0, 5.0, 9.0]]).unwrap().is_empty());
+}
