@@ -16,7 +16,7 @@ pub mod weights;
 
 pub use align::{crop_face, CropConfig, FaceCrop};
 pub use burn;
-pub use classify::{ExpressionClassifier, ModelManifest};
+pub use classify::{ExpressionClassifier, ModelManifest, Views};
 pub use detect::{DetectError, DetectorConfig, Face, FaceDetector, MtcnnWeights};
 pub use emotion::Emotion;
 pub use frame::{Frame, FrameError, Photo};

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::align::{crop_face, FaceCrop};
-use crate::classify::{ClassifierError, ExpressionClassifier};
+use crate::classify::{ClassifierError, ExpressionClassifier, Views};
 use crate::detect::{DetectError, DetectorConfig, Face, FaceDetector};
 use crate::emotion::Emotion;
 use crate::frame::{Frame, Photo};
@@ -48,9 +48,19 @@ pub async fn classify_faces(
     frame: &Frame,
     faces: Vec<Face>,
 ) -> Result<Vec<FaceExpression>, PipelineError> {
+    classify_faces_with(classifier, frame, faces, Views::AsTrained).await
+}
+
+/// Crops and classifies faces already found in `frame`, from the given views of each crop.
+pub async fn classify_faces_with(
+    classifier: &ExpressionClassifier,
+    frame: &Frame,
+    faces: Vec<Face>,
+    views: Views,
+) -> Result<Vec<FaceExpression>, PipelineError> {
     let crops = crops_for(classifier, frame, &faces);
     let refs: Vec<&FaceCrop> = crops.iter().collect();
-    let probabilities = classifier.classify_async(&refs).await?;
+    let probabilities = classifier.classify_views_async(&refs, views).await?;
     Ok(faces
         .into_iter()
         .zip(probabilities)

@@ -113,6 +113,17 @@ fn a_mirrored_face_gets_the_same_probabilities() {
     let worst = p[0].iter().zip(&p[1]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-5, "{:?} vs {:?}", p[0], p[1]);
 
+    // One view at a time (the live page's followed frames): the crop alone is the mirrored
+    // crop's mirror image, and the two views average to what the manifest's both-views give.
+    let block = |views| pollster::block_on(r.classifier.classify_views_async(&[&crop, &mirrored], views)).unwrap();
+    let plain = block(mien::Views::One { mirrored: false });
+    let flipped = block(mien::Views::One { mirrored: true });
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(close(&plain[0], &flipped[1]) < 1e-5, "{:?} vs {:?}", plain[0], flipped[1]);
+    assert!(close(&plain[0], &plain[1]) > 1e-3, "the two views of a face should differ: {:?}", plain);
+    let mean: Vec<f32> = plain[0].iter().zip(&flipped[0]).map(|(x, y)| (x + y) / 2.0).collect();
+    assert!(close(&mean, &p[0]) < 1e-5, "{mean:?} vs {:?}", p[0]);
+
     // A mirrored photo changes the answer only through the detector (its boxes and landmarks are
     // not exactly mirror-symmetric) and resampling: the same emotion wins.
     let b = r.analyze(&Frame::from_dynamic(&img.fliph()), None).unwrap();

@@ -45,6 +45,20 @@ pub fn first_layout() -> u32 {
     1
 }
 
+/// Which views of a face crop the network looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Views {
+    /// The crop, and its mirror image too where the manifest asks for it
+    /// ([`ModelManifest::flip_average`]).
+    #[default]
+    AsTrained,
+    /// The crop alone, or its mirror image alone: half the work of `flip_average`. A live loop
+    /// alternates the two from frame to frame, and its smoothing over time averages them as
+    /// `flip_average` averages them within a frame.
+    One { mirrored: bool },
+}
+
 /// The index of the most probable class (the first of equals; 0 for an empty slice), for every
 /// caller that turns probabilities into an answer: the pipeline, the trainer's evaluation, the
 /// pages.
@@ -196,6 +210,15 @@ impl ExpressionClassifier {
 
     /// Class probabilities for each crop, in `manifest().labels` order.
     pub async fn classify_async(&self, crops: &[&FaceCrop]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        self.classify_views_async(crops, Views::AsTrained).await
+    }
+
+    /// Class probabilities for each crop from the given views of it (see [`Views`]).
+    pub async fn classify_views_async(
+        &self,
+        crops: &[&FaceCrop],
+        views: Views,
+    ) -> Result<Vec<Vec<f32>>, ClassifierError> {
         if crops.is_empty() {
             return Ok(Vec::new());
         }
@@ -204,7 +227,11 @@ impl ExpressionClassifier {
             TensorData::new(Self::input(&self.manifest, crops)?, [crops.len(), 1, s, s]),
             &self.device,
         );
-        let probs = self.net.probabilities(x, self.manifest.flip_average);
+        let probs = match views {
+            Views::AsTrained => self.net.probabilities(x, self.manifest.flip_average),
+            Views::One { mirrored: false } => self.net.probabilities(x, false),
+            Views::One { mirrored: true } => self.net.probabilities(x.flip([3]), false),
+        };
         let data = probs.into_data_async().await.map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;
         let flat: Vec<f32> =
             data.convert::<f32>().try_into_vec().map_err(|e| ClassifierError::Backend(format!("{e:?}")))?;
