@@ -116,6 +116,75 @@ impl FaceTracker {
     }
 }
 
+/// What a live loop asks the detector to do with its next frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The whole cascade ([`crate::FaceDetector::detect_with`]): finds every face.
+    Detect,
+    /// O-Net alone about the faces of the latest answer ([`crate::FaceDetector::follow_with`]).
+    Follow(Vec<[f32; 4]>),
+}
+
+/// When a live loop runs the whole MTCNN cascade and when it only follows the faces it has.
+///
+/// Faces barely move between two video frames, so most frames need no search: O-Net on a window
+/// about each face's last box refines it, at a tenth of the cascade's cost. The cascade still
+/// runs when there is no face to follow, when a followed face was lost, and on every
+/// [`Self::detect_every`]-th frame, to find faces that came into view. A face that enters is
+/// therefore found by a frame sent at most `detect_every` frames later; with up to `in_flight`
+/// frames in the worker, it is labelled at most `detect_every + in_flight` frames after it
+/// entered.
+#[derive(Debug, Clone)]
+pub struct DetectionSchedule {
+    /// Frames sent between two full detections, at most (1 = every frame).
+    pub detect_every: u32,
+    /// Frames sent since the latest full detection was sent.
+    since_detect: u32,
+    /// The boxes of the latest answer's faces.
+    faces: Vec<[f32; 4]>,
+    /// A follow-up lost a face: search the next frame.
+    lost: bool,
+}
+
+impl Default for DetectionSchedule {
+    fn default() -> Self {
+        DetectionSchedule::new(6)
+    }
+}
+
+impl DetectionSchedule {
+    pub fn new(detect_every: u32) -> Self {
+        DetectionSchedule { detect_every: detect_every.max(1), since_detect: 0, faces: Vec::new(), lost: false }
+    }
+
+    /// The step for the next frame sent.
+    pub fn next_step(&mut self) -> Step {
+        self.since_detect += 1;
+        if self.faces.is_empty() || self.lost || self.since_detect >= self.detect_every {
+            self.since_detect = 0;
+            self.lost = false;
+            Step::Detect
+        } else {
+            Step::Follow(self.faces.clone())
+        }
+    }
+
+    /// Records the answer to a frame sent with `step`: its faces' boxes.
+    pub fn answered(&mut self, step: &Step, faces: &[[f32; 4]]) {
+        if let Step::Follow(priors) = step {
+            if faces.len() < priors.len() {
+                self.lost = true;
+            }
+        }
+        self.faces = faces.to_vec();
+    }
+
+    /// Starts over (a new camera, say): the next frame is searched.
+    pub fn reset(&mut self) {
+        *self = DetectionSchedule::new(self.detect_every);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +231,49 @@ mod tests {
         assert!(t.tracks().is_empty());
         let b = t.update(vec![face(0.0, &[1.0])], 2100.0);
         assert_ne!(a[0].id, b[0].id);
+    }
+
+    #[test]
+    fn the_schedule_searches_until_a_face_is_found_then_follows_it() {
+        let mut s = DetectionSchedule::new(4);
+        let face = [10.0, 10.0, 60.0, 70.0];
+        // Nothing found yet: every frame is searched.
+        for _ in 0..3 {
+            let step = s.next_step();
+            assert_eq!(step, Step::Detect);
+            s.answered(&step, &[]);
+        }
+        let step = s.next_step();
+        s.answered(&step, &[face]);
+        // Then followed, with a search every fourth frame sent.
+        let steps: Vec<Step> = (0..8)
+            .map(|_| {
+                let step = s.next_step();
+                s.answered(&step, &[face]);
+                step
+            })
+            .collect();
+        let searched: Vec<bool> = steps.iter().map(|s| *s == Step::Detect).collect();
+        assert_eq!(searched, [false, false, false, true, false, false, false, true]);
+        assert_eq!(steps[0], Step::Follow(vec![face]));
+    }
+
+    #[test]
+    fn a_lost_face_is_searched_for_on_the_next_frame() {
+        let mut s = DetectionSchedule::new(10);
+        let (a, b) = ([0.0, 0.0, 50.0, 50.0], [100.0, 0.0, 150.0, 50.0]);
+        let step = s.next_step();
+        s.answered(&step, &[a, b]);
+        let step = s.next_step();
+        assert_eq!(step, Step::Follow(vec![a, b]));
+        // One of the two was not followed: it may have left, or moved too far.
+        s.answered(&step, &[a]);
+        assert_eq!(s.next_step(), Step::Detect);
+        // With two frames in flight, the answer to an older frame may come after a search was
+        // sent; the next frames follow what that search finds.
+        s.answered(&Step::Detect, &[a, b]);
+        assert_eq!(s.next_step(), Step::Follow(vec![a, b]));
+        s.reset();
+        assert_eq!(s.next_step(), Step::Detect);
     }
 }
