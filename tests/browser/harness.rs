@@ -270,6 +270,106 @@ pub fn fake_camera_video(dir: &TempDir, image: &Path, filters: &[&str], fps: u32
     out
 }
 
+/// When the second face of [`fake_camera_face_entering`]'s video comes into view, in seconds
+/// from the start of each loop; it stays until the loop ends.
+pub const FACE_ENTERS_AT: f64 = 2.0;
+
+/// A looping 640×480 y4m video for Chromium's fake camera at `fps` frames/s, written into `dir`:
+/// two fixture faces of about 100 pixels on a grey background, the one on the left all the
+/// time, the one on the right from [`FACE_ENTERS_AT`] seconds to the loop's end (`seconds`).
+pub fn fake_camera_face_entering(dir: &TempDir, fps: u32, seconds: u32) -> PathBuf {
+    let out = dir.0.join("entering.y4m");
+    let left = crate::common::fixture("faces/luciano_codait.png");
+    let right = crate::common::fixture("faces/grace_hopper.jpg");
+    let filter = format!(
+        "[1]scale=300:300[a];[2]scale=300:352[b];[0][a]overlay=10:90[x];[x][b]overlay=330:64:enable='gte(t,{FACE_ENTERS_AT})'"
+    );
+    let status = Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!("color=c=gray:s=640x480:r={fps}:d={seconds}"))
+        .args(["-loop", "1", "-i"])
+        .arg(&left)
+        .args(["-loop", "1", "-i"])
+        .arg(&right)
+        .args(["-filter_complex", &filter, "-r", &fps.to_string(), "-t", &seconds.to_string()])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ffmpeg not found: cargo xtask setup installs it");
+    assert!(status.success(), "ffmpeg failed to make the entering-face video");
+    out
+}
+
+/// Starts recording, in the page, every answer the live page shows: when (the page's clock, ms),
+/// its frame count, its number of faces and how many frames were searched so far.
+pub async fn record_live_frames(h: &Harness) {
+    h.eval(
+        "(() => { const el = document.querySelector('#live-stats'); window.__mienFrames = [];
+          new MutationObserver(() => { const d = el.dataset, log = window.__mienFrames;
+            const last = log[log.length - 1];
+            if (!last || last[1] !== +d.frames) log.push([performance.now(), +d.frames, +d.faces, +d.searched]); })
+          .observe(el, { attributes: true }); return true; })()",
+    )
+    .await;
+}
+
+/// One answer shown by the live page (see [`record_live_frames`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveFrame {
+    pub at_ms: f64,
+    pub frames: u64,
+    pub faces: u64,
+    pub searched: u64,
+}
+
+/// The answers recorded since [`record_live_frames`].
+pub async fn live_frames(h: &Harness) -> Vec<LiveFrame> {
+    let log = h.eval("window.__mienFrames || []").await;
+    log.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| LiveFrame {
+                    at_ms: r[0].as_f64().unwrap_or(0.0),
+                    frames: r[1].as_u64().unwrap_or(0),
+                    faces: r[2].as_u64().unwrap_or(0),
+                    searched: r[3].as_u64().unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// For each time the second face of [`fake_camera_face_entering`]'s video came into view while
+/// recorded: the live page's frames from its entry to the first answer with both faces (that
+/// answer included), and the milliseconds between the two.
+///
+/// The page's frames carry no video time, so the entry is placed by the loop: the second face
+/// leaves when the video starts over, which the page sees at once (its follow-up fails), and it
+/// enters [`FACE_ENTERS_AT`] seconds later. Both ends are seen one answer's latency late, so the
+/// count is exact to about one frame.
+pub fn entering_delays(log: &[LiveFrame]) -> Vec<(u64, f64)> {
+    let mut out = Vec::new();
+    let mut i = 1;
+    while i < log.len() {
+        // The second face gone: one face from here on for most of the time it is away.
+        if log[i - 1].faces >= 2 && log[i].faces == 1 {
+            let left = log[i].at_ms;
+            let enters = left + FACE_ENTERS_AT * 1000.0;
+            let away = log[i..].iter().take_while(|f| f.faces == 1).last().map_or(left, |f| f.at_ms);
+            if away - left >= FACE_ENTERS_AT * 1000.0 * 0.75 {
+                if let Some(j) = (i..log.len()).find(|&j| log[j].faces >= 2 && log[j].at_ms >= left) {
+                    let before = log[..j].iter().rev().find(|f| f.at_ms < enters).map_or(log[i].frames, |f| f.frames);
+                    out.push((log[j].frames.saturating_sub(before), (log[j].at_ms - enters).max(0.0)));
+                    i = j;
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Chromium arguments that make `video` its only camera and grant camera access without a prompt.
 pub fn camera_args(video: &Path) -> Vec<String> {
     vec![

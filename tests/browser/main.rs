@@ -10,7 +10,10 @@ mod harness;
 use std::path::PathBuf;
 
 use common::{detector, exif_orientation, fixture, iou, read_json};
-use harness::{camera_args, dist, fake_camera_video, large_jpeg, photo_copies, Harness, TempDir};
+use harness::{
+    camera_args, dist, entering_delays, fake_camera_face_entering, fake_camera_video, large_jpeg, live_frames,
+    photo_copies, record_live_frames, Harness, TempDir,
+};
 use mien::{Face, Frame};
 use serde_json::Value;
 
@@ -448,6 +451,49 @@ async fn live_camera_finds_and_classifies_a_smiling_face() {
     // Stop, and the camera is released.
     h.wait_for("#camera-stop", 10).await.click().await.unwrap();
     h.wait_for("#camera-state[data-state='off']", 10).await;
+    h.finish().await;
+}
+
+/// Most live frames follow the faces they have instead of searching the whole frame, and a face
+/// that comes into view is still labelled within ten frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn live_page_labels_a_face_that_comes_into_view_within_ten_frames() {
+    let dir = TempDir::new("entering");
+    let video = fake_camera_face_entering(&dir, 30, 4);
+    let h = Harness::start(&dist(), &camera_args(&video)).await;
+    h.open("/?backend=cpu#/live").await;
+    assert_eq!(wait_ready(&h).await, "CPU");
+    h.wait_for("#camera-start", 30).await.click().await.unwrap();
+    wait_frames(&h, 1, 240).await;
+    record_live_frames(&h).await;
+    // Three loops of the video: the second face enters three times.
+    let mut shot = false;
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(13) {
+        if !shot && h.eval(live_stats_js()).await["faces"] == "2" {
+            h.screenshot("live-two-faces").await;
+            shot = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = live_frames(&h).await;
+    let delays = entering_delays(&log);
+    let (first, last) = (log.first().unwrap(), log.last().unwrap());
+    let frames = last.frames - first.frames;
+    let searched = last.searched - first.searched;
+    eprintln!(
+        "{frames} frames in {:.1} s, {searched} searched; the second face labelled (frames, ms after it entered): {delays:?}",
+        (last.at_ms - first.at_ms) / 1000.0
+    );
+    assert!(shot, "the second face was never labelled");
+    assert!(delays.len() >= 2, "the second face entered fewer than twice while recorded: {delays:?}");
+    for (n, _) in &delays {
+        assert!(*n <= 10, "the second face took {n} frames to be labelled: {delays:?}");
+    }
+    // Searching every frame would make `searched` equal `frames`.
+    assert!(searched * 2 < frames, "{searched} of {frames} frames searched: the faces are not followed");
+    h.assert_private();
     h.finish().await;
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use mien::detect::selftest::SelfTest;
+use mien::Views;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
@@ -119,13 +120,20 @@ impl InferenceWorker {
         Ok(InferenceWorker { worker, inner, _on_message: on_message, _on_error: on_error })
     }
 
-    /// Finds and classifies the faces of `image`, whose buffer is transferred (not copied) to
-    /// the worker; `done` gets the answer.
-    pub fn detect(&self, image: Image, min_face: f32, min_face_fraction: f32, done: Callback<Reply>) {
+    /// Finds (or, with `follow`, follows) and classifies (from `views`) the faces of `image`, whose
+    /// buffer is transferred (not copied) to the worker; `done` gets the answer.
+    pub fn detect(
+        &self,
+        image: Image,
+        min_face: f32,
+        min_face_fraction: f32,
+        (follow, views): (Option<Vec<[f32; 4]>>, Views),
+        done: Callback<Reply>,
+    ) {
         let mut inner = self.inner.borrow_mut();
         inner.next_id = inner.next_id.wrapping_add(1);
         let id = inner.next_id;
-        let request = Request::Detect(DetectJob { id, image, min_face, min_face_fraction });
+        let request = Request::Detect(DetectJob { id, image, min_face, min_face_fraction, follow, views });
         inner.pending.insert(id, done);
         if inner.ready {
             post(&self.worker, &request);

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use js_sys::ArrayBuffer;
 use mien::detect::selftest::SelfTest;
+use mien::Views;
 use yew::prelude::*;
 
 use crate::bridge::{InferenceWorker, WorkerEvent};
@@ -38,7 +39,7 @@ impl WorkerRef {
         let worker = self.0.borrow();
         let min_face = mien::DetectorConfig::default().min_face_size;
         match worker.as_ref() {
-            Some(w) => w.detect(Image::File(bytes), min_face, min_face_fraction, done),
+            Some(w) => w.detect(Image::File(bytes), min_face, min_face_fraction, (None, Views::AsTrained), done),
             None => {
                 drop(worker);
                 done.emit(Err("the engine is not running".into()));
@@ -46,20 +47,21 @@ impl WorkerRef {
         }
     }
 
-    /// Finds and classifies the faces of a video frame's RGBA pixels (transferred). Returns
+    /// Finds and classifies the faces of a video frame's RGBA pixels (transferred), or follows
+    /// the faces at `follow` (see [`mien::track::Step`]), classifying them from `views`. Returns
     /// false, and drops `done`, when no worker is running.
     pub fn detect_frame(
         &self,
         pixels: ArrayBuffer,
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
         min_face: f32,
+        job: (Option<Vec<[f32; 4]>>, Views),
         done: Callback<Reply>,
     ) -> bool {
         match self.0.borrow().as_ref() {
             Some(w) => {
                 // A video frame's smallest face is the page's setting in pixels, as chosen.
-                w.detect(Image::Rgba { pixels, width, height }, min_face, 0.0, done);
+                w.detect(Image::Rgba { pixels, width, height }, min_face, 0.0, job, done);
                 true
             }
             None => false,

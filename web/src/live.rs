@@ -1,19 +1,22 @@
 //! The live page: the webcam, every face boxed with its emotion, tracked across frames and
 //! smoothed over time.
 //!
-//! One frame is in the worker at a time: when inference is slower than the camera, frames are
-//! dropped (the next one taken is always the newest), never queued. Pixels go to the worker as a
-//! transferred buffer, so the page thread only draws.
+//! At most [`MAX_IN_FLIGHT`] frames are in the worker: when inference is slower than the camera,
+//! frames are dropped (the next one taken is always the newest), never queued. Pixels go to the
+//! worker as a transferred buffer, so the page thread only draws. Most frames are not searched
+//! for faces: the worker follows the faces of the latest answer, and the whole MTCNN cascade runs
+//! only when [`DetectionSchedule`] says so (no face yet, a face lost, and every few frames for
+//! faces that came into view).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use gloo::events::EventListener;
 use gloo::timers::callback::Interval;
 use js_sys::{ArrayBuffer, Object, Reflect};
-use mien::track::{FaceTracker, Track};
-use mien::Emotion;
+use mien::track::{DetectionSchedule, FaceTracker, Step, Track};
+use mien::{Emotion, Views};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -34,6 +37,9 @@ const MAX_FRAME_WIDTH: u32 = 480;
 /// face at arm's length from a webcam is 90–190 px there, and each doubling of the minimum makes
 /// the detector's image pyramid about four times cheaper.
 const LIVE_MIN_FACE: f64 = 48.0;
+/// Frames between two searches of the whole frame while faces are followed: a face that comes
+/// into view is labelled at most this many frames plus [`MAX_IN_FLIGHT`] after it appeared.
+const DETECT_EVERY: u32 = 6;
 /// Frames sent to the worker and not yet answered. Two: while the worker runs one frame, the
 /// next is already read back and waiting, so neither the worker nor the page idles for the
 /// other (on two cores, the frame rate becomes that of the slower side, not of both in turn).
@@ -58,8 +64,14 @@ struct LiveView {
     height: u32,
     fps: f64,
     detect_ms: f64,
+    follow_ms: f64,
     classify_ms: f64,
     frames: u64,
+    /// Frames whose faces were searched for with the whole cascade (the others' were followed).
+    searched: u64,
+    /// Median milliseconds, over the last two seconds, from reading a frame off the video to
+    /// having its answer.
+    latency_ms: f64,
     /// Milliseconds from navigation to the first classified frame.
     first_frame_ms: Option<f64>,
     error: Option<String>,
@@ -69,12 +81,23 @@ struct LiveView {
 struct Loop {
     stream: Option<MediaStream>,
     in_flight: u32,
-    /// The video time of the last frame sent, so one camera frame is never sent twice.
+    /// The video time of the last frame sent, so one camera frame is never sent twice (where
+    /// the browser cannot count the video's frames: see [`VideoFrames`]).
     last_sent: f64,
+    /// Frames the video presented, and the count when the last frame was taken, where the
+    /// browser counts them ([`VideoFrames`]): a new frame is taken only when they differ.
+    presented: Option<u64>,
+    taken: u64,
+    /// Frames sent to the worker.
+    sent: u64,
     tracker: FaceTracker,
-    done_at: VecDeque<f64>,
+    schedule: DetectionSchedule,
+    /// When each of the last two seconds' answers arrived, and how long after its frame was read.
+    done_at: VecDeque<(f64, f64)>,
     frames: u64,
+    searched: u64,
     detect_ms: f64,
+    follow_ms: f64,
     classify_ms: f64,
     first_frame_ms: Option<f64>,
     /// Bumped on every start/stop: answers for frames of an older session are ignored.
@@ -132,6 +155,7 @@ pub fn live() -> Html {
         let state = state.clone();
         let state_for_kick = state.clone();
         let video_ref = video_ref.clone();
+        let video_for_frames = video_ref.clone();
         let canvas_ref = canvas_ref.clone();
         let view = view.clone();
         let ctx = ctx.clone();
@@ -146,10 +170,27 @@ pub fn live() -> Html {
                     Rc::new(move || pump(&state, &video_ref, &canvas_ref, &view, &ctx, min_face as f64));
                 let kick_holder = state_for_kick.clone();
                 kick_holder.borrow_mut().kick = active.then(|| tick.clone());
+                // Each new camera frame is taken as soon as it is presented (if the worker has
+                // room for it).
+                let frames = video_for_frames.cast::<HtmlVideoElement>().filter(|_| active).and_then(|video| {
+                    let state = kick_holder.clone();
+                    let tick = tick.clone();
+                    VideoFrames::watch(video, move || {
+                        {
+                            let mut s = state.borrow_mut();
+                            s.presented = Some(s.presented.unwrap_or(0) + 1);
+                        }
+                        tick()
+                    })
+                });
+                if frames.is_none() {
+                    kick_holder.borrow_mut().presented = None;
+                }
                 // The timer only starts the loop (and restarts it when the video was not ready).
                 let interval = active.then(|| Interval::new(10, move || tick()));
                 move || {
                     kick_holder.borrow_mut().kick = None;
+                    drop(frames);
                     drop(interval)
                 }
             },
@@ -173,8 +214,10 @@ pub fn live() -> Html {
                     stop_stream(&old);
                 }
                 s.tracker.reset();
+                s.schedule = DetectionSchedule::new(DETECT_EVERY);
                 s.in_flight = 0;
                 s.last_sent = -1.0;
+                s.taken = s.presented.unwrap_or(0);
                 s._track_listeners.clear();
             }
             view.set(LiveView { first_frame_ms: view.first_frame_ms, ..LiveView::default() });
@@ -317,13 +360,17 @@ pub fn live() -> Html {
             </div>
             <canvas ref={canvas_ref} hidden=true></canvas>
             <div id="live-stats" class="stats" data-fps={format!("{:.2}", view.fps)} data-frames={view.frames.to_string()}
-                data-detect-ms={format!("{:.1}", view.detect_ms)} data-classify-ms={format!("{:.1}", view.classify_ms)}
+                data-detect-ms={format!("{:.1}", view.detect_ms)} data-follow-ms={format!("{:.1}", view.follow_ms)}
+                data-classify-ms={format!("{:.1}", view.classify_ms)} data-searched={view.searched.to_string()}
+                data-latency-ms={format!("{:.1}", view.latency_ms)}
                 data-faces={view.tracks.len().to_string()} data-emotion={top_emotion}
                 data-first-frame-ms={view.first_frame_ms.map(|t| format!("{t:.0}")).unwrap_or_default()}
                 data-backend={backend.clone()}>
                 <span>{ format!("{:.1} frames/s", view.fps) }</span>
-                <span>{ format!("detect {:.0} ms", view.detect_ms) }</span>
+                <span title="the whole frame searched for faces">{ format!("detect {:.0} ms", view.detect_ms) }</span>
+                <span title="faces followed from the previous frame">{ format!("follow {:.1} ms", view.follow_ms) }</span>
                 <span>{ format!("classify {:.0} ms", view.classify_ms) }</span>
+                <span title="from reading a frame off the camera to its answer (median)">{ format!("latency {:.0} ms", view.latency_ms) }</span>
                 <span>{ format!("{} face{}", view.tracks.len(), if view.tracks.len() == 1 { "" } else { "s" }) }</span>
                 <span>{ if backend.is_empty() { "—".to_string() } else { backend } }</span>
             </div>
@@ -337,6 +384,57 @@ pub fn live() -> Html {
                 _ => html! {},
             } }
         </section>
+    }
+}
+
+/// Calls a function for every new frame a video presents (`requestVideoFrameCallback`), so the
+/// live loop takes each camera frame once: never the same frame twice, never waiting for a
+/// timer. Dropping it stops the calls.
+struct VideoFrames {
+    video: HtmlVideoElement,
+    handle: Rc<Cell<f64>>,
+    callback: Rc<RefCell<Option<FrameCallback>>>,
+}
+
+/// `requestVideoFrameCallback`'s callback: `(now, metadata)`.
+type FrameCallback = Closure<dyn FnMut(JsValue, JsValue)>;
+
+impl VideoFrames {
+    /// `None` where the browser has no `requestVideoFrameCallback` (the caller then compares
+    /// the video's time instead).
+    fn watch(video: HtmlVideoElement, on_frame: impl Fn() + 'static) -> Option<VideoFrames> {
+        let request: js_sys::Function =
+            Reflect::get(&video, &"requestVideoFrameCallback".into()).ok()?.dyn_into().ok()?;
+        let callback: Rc<RefCell<Option<FrameCallback>>> = Rc::new(RefCell::new(None));
+        let handle = Rc::new(Cell::new(0.0));
+        let closure = {
+            let (callback, handle, video, request) = (callback.clone(), handle.clone(), video.clone(), request.clone());
+            Closure::new(move |_now: JsValue, _metadata: JsValue| {
+                on_frame();
+                // Asked again for the next frame, unless stopped meanwhile.
+                if let Some(cb) = callback.borrow().as_ref() {
+                    if let Ok(h) = request.call1(&video, cb.as_ref()) {
+                        handle.set(h.as_f64().unwrap_or(0.0));
+                    }
+                }
+            })
+        };
+        let first = request.call1(&video, closure.as_ref()).ok()?;
+        handle.set(first.as_f64().unwrap_or(0.0));
+        *callback.borrow_mut() = Some(closure);
+        Some(VideoFrames { video, handle, callback })
+    }
+}
+
+impl Drop for VideoFrames {
+    fn drop(&mut self) {
+        if let Ok(cancel) =
+            Reflect::get(&self.video, &"cancelVideoFrameCallback".into()).and_then(|f| f.dyn_into::<js_sys::Function>())
+        {
+            let _ = cancel.call1(&self.video, &self.handle.get().into());
+        }
+        // Also ends the closure's reference to itself.
+        self.callback.borrow_mut().take();
     }
 }
 
@@ -380,8 +478,15 @@ fn pump(
     if video.ready_state() < 2 || video.video_width() == 0 {
         return;
     }
-    if video.current_time() == state.borrow().last_sent {
-        return;
+    {
+        let s = state.borrow();
+        let new_frame = match s.presented {
+            Some(presented) => presented != s.taken,
+            None => video.current_time() != s.last_sent,
+        };
+        if !new_frame {
+            return;
+        }
     }
     let (vw, vh) = (video.video_width(), video.video_height());
     let scale = (MAX_FRAME_WIDTH as f64 / vw as f64).min(1.0);
@@ -414,12 +519,22 @@ fn pump(
     else {
         return;
     };
-    let session = {
+    let (session, step, sent) = {
         let mut s = state.borrow_mut();
         s.in_flight += 1;
+        s.sent += 1;
         s.last_sent = video.current_time();
-        s.session
+        s.taken = s.presented.unwrap_or(0);
+        (s.session, s.schedule.next_step(), s.sent)
     };
+    // A searched frame's faces are classified as trained (the crop and its mirror image); a
+    // followed frame's from one of the two, in turn, which the smoothing averages (half the
+    // classifier's work on most frames).
+    let job = match &step {
+        Step::Detect => (None, Views::AsTrained),
+        Step::Follow(boxes) => (Some(boxes.clone()), Views::One { mirrored: sent % 2 == 1 }),
+    };
+    let read_at = now();
     let done = {
         let state = state.clone();
         let view = view.clone();
@@ -428,20 +543,26 @@ fn pump(
                 let s = state.borrow();
                 (s.session == session).then(|| s.kick.clone()).flatten()
             };
-            answer(&state, &view, session, reply);
+            answer(&state, &view, (session, &step, read_at), reply);
             if let Some(kick) = kick {
                 // Outside any borrow: the next frame goes to the worker straight away.
                 wasm_bindgen_futures::spawn_local(async move { kick() });
             }
         })
     };
-    if !ctx.worker.detect_frame(buffer, w, h, min_face as f32, done) {
+    if !ctx.worker.detect_frame(buffer, (w, h), min_face as f32, job, done) {
         state.borrow_mut().in_flight -= 1;
     }
 }
 
-/// Records a worker answer: tracks, smoothing, timings.
-fn answer(state: &Rc<RefCell<Loop>>, view: &UseStateHandle<LiveView>, session: u32, reply: Reply) {
+/// Records a worker answer to the frame of `session` read at `read_at` and sent with `step`:
+/// tracks, smoothing, timings.
+fn answer(
+    state: &Rc<RefCell<Loop>>,
+    view: &UseStateHandle<LiveView>,
+    (session, step, read_at): (u32, &Step, f64),
+    reply: Reply,
+) {
     {
         {
             let mut s = state.borrow_mut();
@@ -453,19 +574,32 @@ fn answer(state: &Rc<RefCell<Loop>>, view: &UseStateHandle<LiveView>, session: u
             match reply {
                 Ok(r) => {
                     s.frames += 1;
-                    s.done_at.push_back(t);
-                    while s.done_at.front().is_some_and(|&f| t - f > 2000.0) {
+                    s.done_at.push_back((t, t - read_at));
+                    while s.done_at.front().is_some_and(|&(f, _)| t - f > 2000.0) {
                         s.done_at.pop_front();
                     }
                     let fps = if s.done_at.len() >= 2 {
-                        (s.done_at.len() - 1) as f64 / ((t - s.done_at[0]) / 1000.0).max(1e-3)
+                        (s.done_at.len() - 1) as f64 / ((t - s.done_at[0].0) / 1000.0).max(1e-3)
                     } else {
                         0.0
                     };
+                    let mut latencies: Vec<f64> = s.done_at.iter().map(|&(_, l)| l).collect();
+                    latencies.sort_by(f64::total_cmp);
+                    let latency_ms = latencies[latencies.len() / 2];
                     // Exponential moving averages of the stage times, for a steady readout.
-                    let a = if s.frames == 1 { 1.0 } else { 0.2 };
-                    s.detect_ms = a * r.detect_ms + (1.0 - a) * s.detect_ms;
-                    s.classify_ms = a * r.classify_ms + (1.0 - a) * s.classify_ms;
+                    let ema = |old: f64, new: f64, first: bool| if first { new } else { 0.8 * old + 0.2 * new };
+                    match step {
+                        Step::Detect => {
+                            s.searched += 1;
+                            s.detect_ms = ema(s.detect_ms, r.detect_ms, s.searched == 1);
+                        }
+                        Step::Follow(_) => {
+                            s.follow_ms = ema(s.follow_ms, r.detect_ms, s.frames == s.searched + 1);
+                        }
+                    }
+                    s.classify_ms = ema(s.classify_ms, r.classify_ms, s.frames == 1);
+                    let boxes: Vec<[f32; 4]> = r.faces.iter().map(|f| f.face.bbox).collect();
+                    s.schedule.answered(step, &boxes);
                     if s.first_frame_ms.is_none() && !r.labels.is_empty() {
                         s.first_frame_ms = Some(t);
                     }
@@ -477,8 +611,11 @@ fn answer(state: &Rc<RefCell<Loop>>, view: &UseStateHandle<LiveView>, session: u
                         height: r.height,
                         fps,
                         detect_ms: s.detect_ms,
+                        follow_ms: s.follow_ms,
                         classify_ms: s.classify_ms,
                         frames: s.frames,
+                        searched: s.searched,
+                        latency_ms,
                         first_frame_ms: s.first_frame_ms,
                         error: None,
                     });

@@ -227,11 +227,17 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         Image::File(bytes) => decode_photo(bytes, Some(config.photo_short_side())).await?,
     };
     let t1 = now();
-    let faces = state.detector.detect_with(&photo.frame, &config).await.map_err(|e| e.to_string())?;
+    let faces = match &job.follow {
+        Some(priors) => state.detector.follow_with(&photo.frame, priors, &config).await,
+        None => state.detector.detect_with(&photo.frame, &config).await,
+    }
+    .map_err(|e| e.to_string())?;
     let t2 = now();
     let (faces, labels) = match &state.classifier {
         Some(c) => {
-            let faces = mien::pipeline::classify_faces(c, &photo.frame, faces).await.map_err(|e| e.to_string())?;
+            let faces = mien::pipeline::classify_faces_with(c, &photo.frame, faces, job.views)
+                .await
+                .map_err(|e| e.to_string())?;
             (faces, c.manifest().labels.clone())
         }
         None => {
