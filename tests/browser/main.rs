@@ -503,11 +503,30 @@ async fn live_page_without_a_camera_says_so_and_keeps_working() {
     // No fake device: headless Chromium has no camera at all.
     let h = Harness::start(&dist(), &["--use-fake-ui-for-media-stream".to_string()]).await;
     // Auto backend: headless Chromium's only WebGPU adapter is SwiftShader, a software renderer
-    // many times slower than the CPU path, so Auto must pick the CPU and say why.
+    // many times slower than the CPU path. Auto times a test frame on each backend, picks the
+    // CPU and shows both times beside the switch.
+    let started = std::time::Instant::now();
     h.open("/#/live").await;
     assert_eq!(wait_ready(&h).await, "CPU");
+    let measuring = started.elapsed();
     let note = h.eval("(document.querySelector('#engine-note') || {}).innerText || ''").await;
     assert!(note.as_str().unwrap().contains("software renderer"), "engine note: {note}");
+    let choice = h.eval("Object.assign({}, document.querySelector('#auto-choice').dataset)").await;
+    eprintln!("Auto, first visit ({:.1} s to ready): {choice}; {note}", measuring.as_secs_f64());
+    assert_eq!(choice["chosen"], "CPU", "{choice}");
+    let cpu_ms: f64 = choice["cpuMs"].as_str().unwrap().parse().unwrap();
+    assert!(cpu_ms > 0.0, "{choice}");
+    // WebGPU's time, when it finished within the budget, is the slower.
+    if let Some(gpu_ms) = choice["webgpuMs"].as_str().and_then(|v| v.parse::<f64>().ok()) {
+        assert!(gpu_ms > cpu_ms, "{choice}");
+    }
+    // The choice is kept: the next visit starts on the CPU without measuring again.
+    h.open("/?visit=2#/live").await;
+    assert_eq!(wait_ready(&h).await, "CPU");
+    let note = h.eval("(document.querySelector('#engine-note') || {}).innerText || ''").await;
+    assert!(note.as_str().unwrap().contains("earlier visit"), "engine note: {note}");
+    let again = h.eval("Object.assign({}, document.querySelector('#auto-choice').dataset)").await;
+    assert_eq!(again, choice);
     h.wait_for("#camera-start", 30).await.click().await.unwrap();
     h.wait_for("#camera-state[data-state='failed']", 30).await;
     let text = h.eval("document.querySelector('#camera-state').innerText").await;

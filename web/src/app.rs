@@ -110,6 +110,7 @@ pub fn app() -> Html {
                     }) }
                 </select>
             </label>
+            { auto_choice_view(state) }
             <button id="self-test-button" type="button" onclick={on_self_test}
                 disabled={!context.ready()}
                 title="Run the face detector's networks with facenet-pytorch's f32 weights (a 2 MB download) on reference inputs and compare with its reference outputs">{ "Self-test" }</button>
@@ -122,6 +123,21 @@ pub fn app() -> Html {
         </div>
         <main>{ page }</main>
         </ContextProvider<EngineContext>>
+    }
+}
+
+/// What *Auto* measured, beside the backend switch: the choice and the test frame's time on
+/// each backend.
+fn auto_choice_view(engine: &Engine) -> Html {
+    let Engine::Ready { auto: Some(c), .. } = engine else { return html! {} };
+    let budget = crate::protocol::AUTO_WEBGPU_BUDGET_MS as f64 / 1000.0;
+    let gpu = c.webgpu_ms.map(|ms| format!("{ms:.0} ms")).unwrap_or_else(|| format!("> {budget:.0} s"));
+    html! {
+        <span id="auto-choice" class="auto-choice" data-chosen={c.chosen.to_string()}
+            data-cpu-ms={format!("{:.1}", c.cpu_ms)} data-webgpu-ms={c.webgpu_ms.map(|ms| format!("{ms:.1}")).unwrap_or_default()}
+            title={format!("A test frame (face detection and one face's classification) timed on each backend; WebGPU adapter: {}", c.adapter)}>
+            { format!("Auto → {} (test frame: CPU {:.0} ms, WebGPU {gpu})", c.chosen, c.cpu_ms) }
+        </span>
     }
 }
 

@@ -12,13 +12,16 @@ use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 use yew::Callback;
 
-use crate::protocol::{ActiveBackend, Backend, DetectJob, DetectReply, Image, Init, Reply, Request, Response};
+use crate::protocol::{
+    ActiveBackend, AutoChoice, Backend, DetectJob, DetectReply, Image, Init, Reply, Request, Response,
+};
 
 /// Something the worker said (or did), other than job answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerEvent {
-    /// Models loaded and warmed up on `backend`; `note` explains a fallback, if any.
-    Ready { backend: ActiveBackend, note: String },
+    /// Models loaded and warmed up on `backend`; `note` explains a fallback, if any, and `auto`
+    /// how *Auto* chose.
+    Ready { backend: ActiveBackend, note: String, auto: Option<AutoChoice> },
     /// The worker could not start (weights missing, ...).
     Fatal(String),
     /// The self-test's result, or why it could not run.
@@ -69,7 +72,10 @@ impl InferenceWorker {
                     }
                 };
                 match response {
-                    Response::Ready { backend, note } => {
+                    Response::Ready { backend, note, auto } => {
+                        if let Some(choice) = &auto {
+                            remember_auto_choice(choice);
+                        }
                         let queued = {
                             let mut inner = inner.borrow_mut();
                             inner.ready = true;
@@ -78,7 +84,7 @@ impl InferenceWorker {
                         for request in &queued {
                             post(&worker, request);
                         }
-                        on_event.emit(WorkerEvent::Ready { backend, note });
+                        on_event.emit(WorkerEvent::Ready { backend, note, auto });
                     }
                     Response::GpuLost { reason, message } => {
                         let why = if message.trim().is_empty() { reason } else { message };
@@ -114,7 +120,8 @@ impl InferenceWorker {
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
 
         // The page's compiled module: the worker instantiates it without a second download.
-        let (init, _) = Request::Init(Init { backend, module: wasm_bindgen::module() }).to_js()?;
+        let auto = if backend == Backend::Auto { remembered_auto_choice() } else { None };
+        let (init, _) = Request::Init(Init { backend, auto, module: wasm_bindgen::module() }).to_js()?;
         worker.post_message(&init).map_err(|e| format!("could not start the worker: {e:?}"))?;
 
         Ok(InferenceWorker { worker, inner, _on_message: on_message, _on_error: on_error })
@@ -145,6 +152,45 @@ impl InferenceWorker {
     /// Asks the worker to check its networks against the reference outputs.
     pub fn self_test(&self) {
         post(&self.worker, &Request::SelfTest);
+    }
+}
+
+/// Where *Auto*'s measurement is kept (`localStorage`).
+const AUTO_CHOICE_KEY: &str = "mien-auto-choice";
+
+/// This browser and this build of the app: *Auto* measures again when either changes.
+fn auto_choice_context() -> String {
+    let browser = web_sys::window().and_then(|w| w.navigator().user_agent().ok()).unwrap_or_default();
+    format!("{} {} | {browser}", env!("CARGO_PKG_VERSION"), option_env!("MIEN_BUILD_ID").unwrap_or("unknown build"))
+}
+
+/// The page's `localStorage`, where the browser allows it (not in every private mode).
+fn local_storage() -> Option<JsValue> {
+    let window = web_sys::window()?;
+    js_sys::Reflect::get(&window, &"localStorage".into()).ok().filter(|s| !s.is_null() && !s.is_undefined())
+}
+
+/// What *Auto* measured on an earlier visit, if the browser and the app are still the same.
+fn remembered_auto_choice() -> Option<AutoChoice> {
+    #[derive(serde::Deserialize)]
+    struct Kept {
+        context: String,
+        choice: AutoChoice,
+    }
+    let storage = local_storage()?;
+    let get: js_sys::Function = js_sys::Reflect::get(&storage, &"getItem".into()).ok()?.dyn_into().ok()?;
+    let text = get.call1(&storage, &AUTO_CHOICE_KEY.into()).ok()?.as_string()?;
+    let kept: Kept = serde_json::from_str(&text).ok()?;
+    (kept.context == auto_choice_context()).then_some(kept.choice)
+}
+
+/// Keeps what *Auto* measured, for the next visits.
+fn remember_auto_choice(choice: &AutoChoice) {
+    let Some(storage) = local_storage() else { return };
+    let text = serde_json::json!({ "context": auto_choice_context(), "choice": choice }).to_string();
+    if let Ok(set) = js_sys::Reflect::get(&storage, &"setItem".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+        // A full or refused storage only means measuring again next time.
+        let _ = set.call2(&storage, &AUTO_CHOICE_KEY.into(), &text.into());
     }
 }
 

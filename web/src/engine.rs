@@ -11,13 +11,13 @@ use mien::Views;
 use yew::prelude::*;
 
 use crate::bridge::{InferenceWorker, WorkerEvent};
-use crate::protocol::{ActiveBackend, Backend, Image, Reply};
+use crate::protocol::{ActiveBackend, AutoChoice, Backend, Image, Reply};
 
 /// Where the engine stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Engine {
     Loading,
-    Ready { backend: ActiveBackend, note: String },
+    Ready { backend: ActiveBackend, note: String, auto: Option<AutoChoice> },
     Failed(String),
 }
 
@@ -163,7 +163,7 @@ pub fn use_engine() -> EngineHandle {
                         chosen.set(Backend::Cpu);
                     }
                     WorkerEvent::GpuLost(_) => {}
-                    WorkerEvent::Ready { backend, note } => engine.set(Engine::Ready { backend, note }),
+                    WorkerEvent::Ready { backend, note, auto } => engine.set(Engine::Ready { backend, note, auto }),
                     WorkerEvent::Fatal(e) => engine.set(Engine::Failed(e)),
                     WorkerEvent::SelfTest(r) => self_test.set(Some(r)),
                     WorkerEvent::Crashed(e) => {

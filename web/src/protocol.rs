@@ -49,7 +49,7 @@ impl Backend {
     /// The select option's text.
     pub fn label(self) -> &'static str {
         match self {
-            Backend::Auto => "Auto (WebGPU if available)",
+            Backend::Auto => "Auto (the faster here)",
             Backend::WebGpu => "WebGPU",
             Backend::Cpu => "CPU",
         }
@@ -93,6 +93,24 @@ impl fmt::Display for ActiveBackend {
         f.write_str(self.name())
     }
 }
+
+/// What *Auto* measured in this browser: one test frame's time on each backend, and the backend
+/// it chose. The page keeps it (see [`crate::bridge`]) until the browser, its WebGPU adapter or
+/// the app changes, so the measuring is done once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AutoChoice {
+    pub chosen: ActiveBackend,
+    /// Milliseconds for the test frame (detection and one face's classification) on the CPU.
+    pub cpu_ms: f64,
+    /// The same on WebGPU; `None` when it did not finish within [`AUTO_WEBGPU_BUDGET_MS`].
+    pub webgpu_ms: Option<f64>,
+    /// The WebGPU adapter measured (vendor, architecture, device, description).
+    pub adapter: String,
+}
+
+/// How long *Auto* gives WebGPU to start and run its test frame twice (the first run compiles
+/// the shaders): a software renderer takes many seconds, and a first visit should not.
+pub const AUTO_WEBGPU_BUDGET_MS: i32 = 4000;
 
 /// What the worker answers for one image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -157,6 +175,10 @@ enum RequestKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Init {
     pub backend: Backend,
+    /// What *Auto* measured on an earlier visit, if anything: it is used again (without
+    /// measuring) while the WebGPU adapter is the same.
+    #[serde(default)]
+    pub auto: Option<AutoChoice>,
     /// The page's compiled `WebAssembly.Module`: `worker.js` instantiates it, so the worker
     /// neither downloads nor compiles the module a second time.
     #[serde(with = "serde_wasm_bindgen::preserve")]
@@ -247,6 +269,9 @@ pub enum Response {
         backend: ActiveBackend,
         #[serde(default)]
         note: String,
+        /// How *Auto* chose, measured now or on an earlier visit.
+        #[serde(default)]
+        auto: Option<AutoChoice>,
     },
     /// The worker could not start (weights missing, the module failed to load, ...).
     Fatal { error: String },

@@ -4,6 +4,7 @@
 //! [`worker_handle`]; the messages are [`crate::protocol`]'s.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
@@ -14,7 +15,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, DedicatedWorkerGlobalScope, Response as FetchResponse};
 
-use crate::protocol::{ActiveBackend, Backend, DetectJob, DetectReply, Image, Request, Response};
+use crate::protocol::{
+    ActiveBackend, AutoChoice, Backend, DetectJob, DetectReply, Image, Request, Response, AUTO_WEBGPU_BUDGET_MS,
+};
 
 struct State {
     detector: FaceDetector,
@@ -59,11 +62,11 @@ pub fn worker_handle(msg: JsValue) {
     };
     wasm_bindgen_futures::spawn_local(async move {
         match request {
-            Request::Init(init) => match start(init.backend).await {
-                Ok((state, note)) => {
+            Request::Init(init) => match start(init.backend, init.auto).await {
+                Ok((state, note, auto)) => {
                     let backend = state.backend;
                     STATE.with(|s| *s.borrow_mut() = Some(Rc::new(state)));
-                    post(&Response::Ready { backend, note });
+                    post(&Response::Ready { backend, note, auto });
                 }
                 Err(error) => post(&Response::Fatal { error }),
             },
@@ -82,61 +85,193 @@ pub fn worker_handle(msg: JsValue) {
     });
 }
 
-/// Picks the backend, fetches the weights and warms the networks up.
-async fn start(wanted: Backend) -> Result<(State, String), String> {
-    let weights = fetch_weights("./assets/mtcnn").await?;
-    let mut note = String::new();
-    let software = if wanted == Backend::Auto { software_webgpu().await } else { None };
-    let (device, backend) = match wanted {
-        Backend::Cpu => (Device::flex(), ActiveBackend::Cpu),
-        Backend::Auto if software.is_some() => {
-            note = format!(
-                "this browser's WebGPU runs on a software renderer ({}), which is slower than the CPU path; \
-                 using the CPU backend (choose WebGPU to use it anyway)",
-                software.unwrap_or_default()
-            );
-            (Device::flex(), ActiveBackend::Cpu)
+/// The models on one device.
+struct Models {
+    detector: FaceDetector,
+    classifier: Option<ExpressionClassifier>,
+    /// Why the classifier is missing, if it is.
+    missing: Option<String>,
+}
+
+/// The files the models are made from, fetched once.
+struct ModelFiles {
+    mtcnn: MtcnnWeights,
+    /// The expression model's manifest and weights, or why they could not be fetched.
+    classifier: Result<(Vec<u8>, Vec<u8>), String>,
+}
+
+impl ModelFiles {
+    async fn fetch() -> Result<ModelFiles, String> {
+        let mtcnn = fetch_weights("./assets/mtcnn").await?;
+        let classifier = match fetch_bytes("./assets/model/manifest.json").await {
+            Ok(manifest) => fetch_bytes("./assets/model/classifier.safetensors").await.map(|w| (manifest, w)),
+            Err(e) => Err(e),
+        };
+        Ok(ModelFiles { mtcnn, classifier })
+    }
+
+    /// Builds the models on `device` and runs the test frame once: the first run compiles a
+    /// WebGPU backend's shaders and sizes its buffers, so the user's first photo (or camera
+    /// frame) is not the slow one.
+    async fn load(&self, device: &Device) -> Result<Models, String> {
+        let detector = FaceDetector::new(&self.mtcnn, DetectorConfig::default(), device).map_err(|e| e.to_string())?;
+        let classifier = match &self.classifier {
+            Ok((manifest, weights)) => ExpressionClassifier::load(manifest, weights, device).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        let (classifier, missing) = match classifier {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e)),
+        };
+        let models = Models { detector, classifier, missing };
+        models.test_frame().await?;
+        Ok(models)
+    }
+}
+
+impl Models {
+    /// Runs the test frame (the cascade on a 320×240 frame and one face's classification) and
+    /// returns its time in milliseconds.
+    async fn test_frame(&self) -> Result<f64, String> {
+        let (w, h) = (320u32, 240u32);
+        // A fixed texture, so the cascade has candidates to look at.
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i / 3 % w) * 7 + (i / 3 / w) * 13 + (i % 3) * 31) as u8).collect();
+        let frame = Frame::from_rgb(w, h, rgb).map_err(|e| e.to_string())?;
+        let mut config = self.detector.config().clone();
+        config.min_face_size = 48.0;
+        let t0 = now();
+        self.detector.detect_with(&frame, &config).await.map_err(|e| e.to_string())?;
+        if let Some(c) = &self.classifier {
+            let size = c.manifest().input_size;
+            let crop = mien::FaceCrop { size, pixels: (0..size * size).map(|i| (i * 5 % 256) as u8).collect() };
+            c.classify_async(&[&crop]).await.map_err(|e| e.to_string())?;
         }
-        Backend::Auto | Backend::WebGpu => match Device::wgpu_options().init_async().await {
-            Ok(d) => (d, ActiveBackend::WebGpu),
-            Err(e) => {
-                note = if wanted == Backend::WebGpu {
-                    format!("WebGPU was requested but is not available ({e}); using the CPU backend")
-                } else {
-                    "this browser offers no WebGPU adapter; using the CPU backend".to_string()
-                };
-                (Device::flex(), ActiveBackend::Cpu)
+        Ok(now() - t0)
+    }
+}
+
+/// Picks the backend, fetches the weights and warms the networks up. `cached` is what *Auto*
+/// measured on an earlier visit, if anything.
+async fn start(wanted: Backend, cached: Option<AutoChoice>) -> Result<(State, String, Option<AutoChoice>), String> {
+    let files = ModelFiles::fetch().await?;
+    let mut auto = None;
+    let (models, backend, mut note) = match wanted {
+        Backend::Cpu => (files.load(&Device::flex()).await?, ActiveBackend::Cpu, String::new()),
+        Backend::WebGpu => match Device::wgpu_options().init_async().await {
+            Ok(device) => (files.load(&device).await?, ActiveBackend::WebGpu, String::new()),
+            Err(e) => (
+                files.load(&Device::flex()).await?,
+                ActiveBackend::Cpu,
+                format!("WebGPU was requested but is not available ({e}); using the CPU backend"),
+            ),
+        },
+        Backend::Auto => match webgpu_adapter().await {
+            None => (
+                files.load(&Device::flex()).await?,
+                ActiveBackend::Cpu,
+                "this browser offers no WebGPU adapter; using the CPU backend".to_string(),
+            ),
+            Some(adapter) => {
+                let (models, choice, note) = choose_by_measuring(&files, adapter, cached).await?;
+                let backend = choice.chosen;
+                auto = Some(choice);
+                (models, backend, note)
             }
         },
     };
-    let detector = FaceDetector::new(&weights, DetectorConfig::default(), &device).map_err(|e| e.to_string())?;
-    let classifier = match load_classifier(&device).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            if !note.is_empty() {
-                note.push_str("; ");
-            }
-            note.push_str(&format!(
-                "the expression model could not be loaded ({e}): faces are found but not classified"
-            ));
-            None
+    if let Some(why) = &models.missing {
+        if !note.is_empty() {
+            note.push_str("; ");
         }
-    };
-    // Warm-up: the first run compiles WebGPU shaders and sizes buffers, so the user's first
-    // photo (or camera frame) is not the slow one.
-    let warm = Frame::from_rgb(96, 96, vec![128; 96 * 96 * 3]).map_err(|e| e.to_string())?;
-    detector.detect_async(&warm).await.map_err(|e| e.to_string())?;
-    if let Some(c) = &classifier {
-        let size = c.manifest().input_size;
-        let crop = mien::FaceCrop { size, pixels: vec![128; (size * size) as usize] };
-        c.classify_async(&[&crop]).await.map_err(|e| e.to_string())?;
+        note.push_str(&format!("the expression model could not be loaded ({why}): faces are found but not classified"));
     }
-    Ok((State { detector, classifier, backend }, note))
+    let state = State { detector: models.detector, classifier: models.classifier, backend };
+    Ok((state, note, auto))
 }
 
-/// The name of the browser's WebGPU adapter when it is a software fallback (SwiftShader, say):
-/// on such an adapter burn runs many times slower than on the CPU backend.
-async fn software_webgpu() -> Option<String> {
+/// *Auto*: the models on the faster of the CPU and WebGPU, by the time of a test frame on each
+/// (the second run, after the one that compiles WebGPU's shaders), or as measured on an earlier
+/// visit with the same adapter.
+async fn choose_by_measuring(
+    files: &ModelFiles,
+    adapter: Adapter,
+    cached: Option<AutoChoice>,
+) -> Result<(Models, AutoChoice, String), String> {
+    let software = if adapter.software { " (a software renderer)" } else { "" };
+    let describe = |c: &AutoChoice, when: &str| {
+        let gpu = c
+            .webgpu_ms
+            .map_or(format!("over {:.0} s", AUTO_WEBGPU_BUDGET_MS as f64 / 1000.0), |ms| format!("{ms:.0} ms"));
+        format!(
+            "Auto timed a test frame {when}: CPU {:.0} ms, WebGPU {gpu} on {}{software}; using the {}",
+            c.cpu_ms, c.adapter, c.chosen
+        )
+    };
+    if let Some(c) = cached.filter(|c| c.adapter == adapter.name) {
+        let device = match c.chosen {
+            ActiveBackend::WebGpu => Device::wgpu_options().init_async().await.ok(),
+            ActiveBackend::Cpu => None,
+        };
+        if let Some(device) = device {
+            return Ok((files.load(&device).await?, c.clone(), describe(&c, "on an earlier visit")));
+        }
+        if c.chosen == ActiveBackend::Cpu {
+            return Ok((files.load(&Device::flex()).await?, c.clone(), describe(&c, "on an earlier visit")));
+        }
+    }
+    let cpu = files.load(&Device::flex()).await?;
+    let cpu_ms = cpu.test_frame().await?;
+    let gpu = within(AUTO_WEBGPU_BUDGET_MS, async {
+        let device = Device::wgpu_options().init_async().await.map_err(|e| e.to_string())?;
+        let models = files.load(&device).await?;
+        let ms = models.test_frame().await?;
+        Ok::<_, String>((models, ms))
+    })
+    .await;
+    let (gpu, webgpu_ms) = match gpu {
+        Some(Ok((models, ms))) => (Some(models), Some(ms)),
+        Some(Err(e)) => {
+            web_sys::console::warn_1(&format!("mien: WebGPU could not run the test frame ({e})").into());
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let (models, chosen) = match (gpu, webgpu_ms) {
+        (Some(gpu), Some(ms)) if ms < cpu_ms => (gpu, ActiveBackend::WebGpu),
+        _ => (cpu, ActiveBackend::Cpu),
+    };
+    let choice = AutoChoice { chosen, cpu_ms, webgpu_ms, adapter: adapter.name };
+    let note = describe(&choice, "in this browser");
+    Ok((models, choice, note))
+}
+
+/// `future`'s output, or `None` when it takes longer than `ms` milliseconds (it is then dropped
+/// at its next await).
+async fn within<T>(ms: i32, future: impl Future<Output = T>) -> Option<T> {
+    let timer = JsFuture::from(js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    }));
+    let mut future = std::pin::pin!(future);
+    let mut timer = std::pin::pin!(timer);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = future.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        timer.as_mut().poll(cx).map(|_| None)
+    })
+    .await
+}
+
+/// The browser's WebGPU adapter.
+struct Adapter {
+    /// Vendor, architecture, device and description, as the browser gives them.
+    name: String,
+    /// A software fallback (SwiftShader, llvmpipe): many times slower than the CPU path.
+    software: bool,
+}
+
+/// The browser's WebGPU adapter, if it offers one.
+async fn webgpu_adapter() -> Option<Adapter> {
     let gpu = Reflect::get(&scope().navigator(), &"gpu".into()).ok().filter(|g| !g.is_undefined())?;
     let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into().ok()?;
     let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
@@ -159,13 +294,8 @@ async fn software_webgpu() -> Option<String> {
     // Software rasterisers: Chromium's own SwiftShader, and Mesa's llvmpipe (lavapipe), which
     // Linux machines without a GPU driver offer through Vulkan.
     let software = ["swiftshader", "llvmpipe", "lavapipe", "softpipe"].iter().any(|s| name.to_lowercase().contains(s));
-    (fallback || software).then(|| if name.is_empty() { "a fallback adapter".into() } else { name })
-}
-
-async fn load_classifier(device: &Device) -> Result<ExpressionClassifier, String> {
-    let manifest = fetch_bytes("./assets/model/manifest.json").await?;
-    let weights = fetch_bytes("./assets/model/classifier.safetensors").await?;
-    ExpressionClassifier::load(&manifest, &weights, device).map_err(|e| e.to_string())
+    let name = if name.is_empty() { "an unnamed adapter".to_string() } else { name };
+    Some(Adapter { name, software: fallback || software })
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {

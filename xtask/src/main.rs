@@ -195,8 +195,18 @@ fn is_root() -> bool {
     output_of("id", &["-u"]).is_some_and(|s| s.trim() == "0")
 }
 
-fn build_web(dev: bool) -> Result {
+/// trunk, told which commit it builds: the app's *Auto* backend choice is measured again when
+/// the build changes.
+fn trunk() -> Command {
     let mut c = cmd("trunk");
+    if let Some(commit) = output_of("git", &["rev-parse", "--short=12", "HEAD"]) {
+        c.env("MIEN_BUILD_ID", commit.trim());
+    }
+    c
+}
+
+fn build_web(dev: bool) -> Result {
+    let mut c = trunk();
     c.arg("build");
     if !dev {
         c.arg("--release");
@@ -209,7 +219,7 @@ fn serve(args: &[String]) -> Result {
     let dev = args.iter().any(|a| a == "--dev");
     let port =
         args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "8080".into());
-    let mut c = cmd("trunk");
+    let mut c = trunk();
     c.args(["serve", "--address", "127.0.0.1", "--port", &port]);
     if !dev {
         c.arg("--release");
