@@ -234,7 +234,7 @@ async fn live_backend(backend: &str, video: &std::path::Path) {
     for visit in ["cold", "reload"] {
         // A distinct query makes the second visit a real navigation (not a same-document jump);
         // the service worker answers it from its cache, which ignores the query.
-        h.open(&format!("/?backend={backend}&visit={visit}#/live")).await;
+        h.open(&format!("/?backend={backend}&visit={visit}{}#/live", workers_param())).await;
         // Start as soon as the button exists: the camera opens while the models load.
         h.wait_for("#camera-start", 60).await.click().await.unwrap();
         let first = loop {
@@ -293,6 +293,12 @@ async fn live_backend(backend: &str, video: &std::path::Path) {
     h.finish().await;
 }
 
+/// `&workers=N` when `MIEN_BENCH_WORKERS` asks for a pool of N inference workers (else the
+/// page's own choice: one per core beyond the page's, at least one).
+fn workers_param() -> String {
+    std::env::var("MIEN_BENCH_WORKERS").map(|n| format!("&workers={n}")).unwrap_or_default()
+}
+
 /// CPU seconds used so far by the Chromium processes (user and system), by process type
 /// (`browser`, `renderer`, `gpu-process`, `utility`, ...). Linux only.
 fn chromium_cpu_s() -> Option<std::collections::BTreeMap<String, f64>> {
@@ -334,7 +340,7 @@ async fn live_entering_face(fps: u32) {
     let dir = TempDir::new("entering-bench");
     let video = fake_camera_face_entering(&dir, fps, 4);
     let h = Harness::start(&dist(), &camera_args(&video)).await;
-    h.open("/?backend=cpu#/live").await;
+    h.open(&format!("/?backend=cpu{}#/live", workers_param())).await;
     h.wait_for("#engine[data-state='ready']", 300).await;
     h.wait_for("#camera-start", 60).await.click().await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

@@ -245,8 +245,10 @@ async fn a_batch_of_photos_is_queued_answered_and_exported() {
     files.push(broken);
 
     let h = Harness::start(&dist(), &[]).await;
-    h.open("/?backend=cpu#/photos").await;
+    // Two inference workers, so the pool's routing of jobs is checked too.
+    h.open("/?backend=cpu&workers=2#/photos").await;
     wait_ready(&h).await;
+    assert_eq!(h.eval("document.querySelector('#engine').dataset.workers").await, "2");
     let input = h.wait_for("#file-input", 30).await;
     let paths: Vec<String> = files.iter().map(|p| p.canonicalize().unwrap().display().to_string()).collect();
     input.send_keys(&paths.join("\n")).await.unwrap();

@@ -65,7 +65,10 @@ pub fn app() -> Html {
     let state = &context.engine;
     let (engine_state, engine_text) = match state {
         Engine::Loading => ("loading", "Loading the models…".to_string()),
-        Engine::Ready { backend, .. } => ("ready", format!("Running on {backend}")),
+        Engine::Ready { backend, .. } => match context.worker.pool_size() {
+            1 => ("ready", format!("Running on {backend}")),
+            n => ("ready", format!("Running on {backend}, {n} workers")),
+        },
         Engine::Failed(e) => ("failed", format!("The engine could not start: {e}")),
     };
     let note = match state {
@@ -99,7 +102,8 @@ pub fn app() -> Html {
         <div class="engine-bar">
             <p id="engine" class={classes!("engine", engine_state)} data-state={engine_state}
                data-backend={context.backend().map(|b| b.to_string()).unwrap_or_default()}
-               data-restarts={context.generation.restarts.to_string()} role="status">
+               data-restarts={context.generation.restarts.to_string()}
+               data-workers={context.worker.pool_size().to_string()} role="status">
                 { if engine_state == "loading" { html! { <span class="spinner" aria-hidden="true"></span> } } else { html! {} } }
                 { engine_text }
             </p>

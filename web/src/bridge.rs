@@ -153,6 +153,106 @@ impl InferenceWorker {
     pub fn self_test(&self) {
         post(&self.worker, &Request::SelfTest);
     }
+
+    /// Whether the models are loaded, and how many jobs wait for an answer.
+    fn load(&self) -> (bool, usize) {
+        let inner = self.inner.borrow();
+        (inner.ready, inner.pending.len())
+    }
+}
+
+/// The inference workers: one per core the page can spare (see [`pool_size`]). Jobs go to the
+/// worker with the fewest waiting; each worker holds its own copy of the models.
+pub struct WorkerPool {
+    workers: Rc<RefCell<Vec<InferenceWorker>>>,
+    size: usize,
+}
+
+impl WorkerPool {
+    /// Starts the first worker on `backend`; once it is ready (for *Auto*, once it has measured),
+    /// the others start on the backend it runs, so *Auto* measures once and all run alike.
+    /// `on_event` hears the first worker's events, and crashes and lost GPUs of any.
+    pub fn spawn(backend: Backend, on_event: Callback<WorkerEvent>) -> Result<Self, String> {
+        let size = pool_size();
+        let workers: Rc<RefCell<Vec<InferenceWorker>>> = Rc::new(RefCell::new(Vec::with_capacity(size)));
+        let others = {
+            let on_event = on_event.clone();
+            Callback::from(move |ev: WorkerEvent| match ev {
+                WorkerEvent::Crashed(_) | WorkerEvent::GpuLost(_) => on_event.emit(ev),
+                WorkerEvent::Fatal(e) => {
+                    web_sys::console::warn_1(&format!("mien: an extra inference worker could not start ({e})").into())
+                }
+                WorkerEvent::Ready { .. } | WorkerEvent::SelfTest(_) => {}
+            })
+        };
+        let first = {
+            let workers = Rc::downgrade(&workers);
+            Callback::from(move |ev: WorkerEvent| {
+                if let (WorkerEvent::Ready { backend, .. }, Some(workers)) = (&ev, workers.upgrade()) {
+                    let backend = match backend {
+                        ActiveBackend::Cpu => Backend::Cpu,
+                        ActiveBackend::WebGpu => Backend::WebGpu,
+                    };
+                    let running = workers.borrow().len();
+                    for _ in running..size {
+                        match InferenceWorker::spawn(backend, others.clone()) {
+                            Ok(w) => workers.borrow_mut().push(w),
+                            Err(e) => web_sys::console::warn_1(&format!("mien: {e}").into()),
+                        }
+                    }
+                }
+                on_event.emit(ev)
+            })
+        };
+        let worker = InferenceWorker::spawn(backend, first)?;
+        workers.borrow_mut().push(worker);
+        Ok(WorkerPool { workers, size })
+    }
+
+    /// How many workers the pool runs (once all have started).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// As [`InferenceWorker::detect`], on the ready worker with the fewest jobs waiting (the first
+    /// worker, which queues jobs, while none is ready).
+    pub fn detect(
+        &self,
+        image: Image,
+        min_face: f32,
+        min_face_fraction: f32,
+        job: (Option<Vec<[f32; 4]>>, Views),
+        done: Callback<Reply>,
+    ) {
+        let workers = self.workers.borrow();
+        let best =
+            (0..workers.len()).filter(|&i| workers[i].load().0).min_by_key(|&i| workers[i].load().1).unwrap_or(0);
+        workers[best].detect(image, min_face, min_face_fraction, job, done);
+    }
+
+    /// Asks the first worker to check its networks against the reference outputs.
+    pub fn self_test(&self) {
+        if let Some(w) = self.workers.borrow().first() {
+            w.self_test();
+        }
+    }
+}
+
+/// How many inference workers to run: `?workers=N` (1 to 8) where given, else one per core
+/// beyond the one the page itself needs (`navigator.hardwareConcurrency − 1`), at most four.
+/// On a 2-core machine that is one: there a second worker competes with the page, the camera
+/// and the compositor for the same two cores (measured in docs/MEASUREMENTS.md).
+fn pool_size() -> usize {
+    let Some(window) = web_sys::window() else { return 1 };
+    let asked = window
+        .location()
+        .search()
+        .ok()
+        .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
+        .and_then(|p| p.get("workers"))
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=8).contains(n));
+    asked.unwrap_or_else(|| (window.navigator().hardware_concurrency() as usize).saturating_sub(1).clamp(1, 4))
 }
 
 /// Where *Auto*'s measurement is kept (`localStorage`).

@@ -10,7 +10,7 @@ use mien::detect::selftest::SelfTest;
 use mien::Views;
 use yew::prelude::*;
 
-use crate::bridge::{InferenceWorker, WorkerEvent};
+use crate::bridge::{WorkerEvent, WorkerPool};
 use crate::protocol::{ActiveBackend, AutoChoice, Backend, Image, Reply};
 
 /// Where the engine stands.
@@ -23,7 +23,7 @@ pub enum Engine {
 
 /// The shared worker. Equality is identity, so pages re-render when it is replaced.
 #[derive(Clone)]
-pub struct WorkerRef(Rc<RefCell<Option<InferenceWorker>>>);
+pub struct WorkerRef(Rc<RefCell<Option<WorkerPool>>>);
 
 impl PartialEq for WorkerRef {
     fn eq(&self, other: &Self) -> bool {
@@ -32,6 +32,11 @@ impl PartialEq for WorkerRef {
 }
 
 impl WorkerRef {
+    /// How many workers run jobs side by side (1 while none runs).
+    pub fn pool_size(&self) -> usize {
+        self.0.borrow().as_ref().map_or(1, |w| w.size())
+    }
+
     /// Finds and classifies the faces of an image file's bytes (transferred to the worker, not
     /// copied), down to faces of `min_face_fraction` of the photo's shorter side (and 20 pixels);
     /// `done` gets the answer, or an error when no worker is running.
@@ -133,7 +138,7 @@ pub fn use_engine() -> EngineHandle {
     let restarts = use_state(|| 0u32);
     let fallback: UseStateHandle<Option<String>> = use_state(|| None);
     let self_test: UseStateHandle<Option<Result<SelfTest, String>>> = use_state(|| None);
-    let worker = use_mut_ref(|| None::<InferenceWorker>);
+    let worker = use_mut_ref(|| None::<WorkerPool>);
 
     {
         let worker = worker.clone();
@@ -178,7 +183,7 @@ pub fn use_engine() -> EngineHandle {
                     }
                 })
             };
-            match InferenceWorker::spawn(backend, on_event) {
+            match WorkerPool::spawn(backend, on_event) {
                 Ok(w) => *worker.borrow_mut() = Some(w),
                 Err(e) => engine.set(Engine::Failed(e)),
             }

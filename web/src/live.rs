@@ -1,8 +1,8 @@
 //! The live page: the webcam, every face boxed with its emotion, tracked across frames and
 //! smoothed over time.
 //!
-//! At most [`MAX_IN_FLIGHT`] frames are in the worker: when inference is slower than the camera,
-//! frames are dropped (the next one taken is always the newest), never queued. Pixels go to the
+//! At most one frame per worker and [`MAX_IN_FLIGHT`] more are in the workers: when inference is
+//! slower than the camera, frames are dropped (the next one taken is always the newest), never queued. Pixels go to the
 //! worker as a transferred buffer, so the page thread only draws. Most frames are not searched
 //! for faces: the worker follows the faces of the latest answer, and the whole MTCNN cascade runs
 //! only when [`DetectionSchedule`] says so (no face yet, a face lost, and every few frames for
@@ -38,13 +38,14 @@ const MAX_FRAME_WIDTH: u32 = 480;
 /// the detector's image pyramid about four times cheaper.
 const LIVE_MIN_FACE: f64 = 48.0;
 /// Frames between two searches of the whole frame while faces are followed: a face that comes
-/// into view is labelled at most this many frames plus [`MAX_IN_FLIGHT`] after it appeared.
+/// into view is labelled at most this many frames plus the frames in flight after it appeared.
 const DETECT_EVERY: u32 = 6;
-/// Frames sent to the worker and not yet answered. Two: while the worker runs one frame, the
-/// next is already read back and waiting, so neither the worker nor the page idles for the
-/// other (on two cores, the frame rate becomes that of the slower side, not of both in turn).
-/// Frames are still dropped, never queued: the camera's other frames are not read at all.
-const MAX_IN_FLIGHT: u32 = 2;
+/// Frames sent to the workers and not yet answered, beyond one per worker. One: while each
+/// worker runs a frame, the next is already read back and waiting, so neither the workers nor
+/// the page idle for the other (on two cores, the frame rate becomes that of the slower side,
+/// not of both in turn). Frames are still dropped, never queued: the camera's other frames are
+/// not read at all.
+const MAX_IN_FLIGHT: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Camera {
@@ -67,7 +68,7 @@ struct LiveView {
     follow_ms: f64,
     classify_ms: f64,
     frames: u64,
-    /// Frames whose faces were searched for with the whole cascade (the others' were followed).
+    /// Frames searched with the whole cascade (the others were followed), shown or not.
     searched: u64,
     /// Median milliseconds, over the last two seconds, from reading a frame off the video to
     /// having its answer.
@@ -88,14 +89,17 @@ struct Loop {
     /// browser counts them ([`VideoFrames`]): a new frame is taken only when they differ.
     presented: Option<u64>,
     taken: u64,
-    /// Frames sent to the worker.
+    /// Frames sent to the workers, and the number of the newest frame whose answer is shown.
     sent: u64,
+    shown: u64,
     tracker: FaceTracker,
     schedule: DetectionSchedule,
     /// When each of the last two seconds' answers arrived, and how long after its frame was read.
     done_at: VecDeque<(f64, f64)>,
     frames: u64,
+    /// Answers to searched and to followed frames, shown or not.
     searched: u64,
+    followed: u64,
     detect_ms: f64,
     follow_ms: f64,
     classify_ms: f64,
@@ -467,7 +471,7 @@ fn pump(
     ctx: &EngineContext,
     min_face: f64,
 ) {
-    if state.borrow().in_flight >= MAX_IN_FLIGHT {
+    if state.borrow().in_flight >= MAX_IN_FLIGHT + ctx.worker.pool_size() as u32 {
         return;
     }
     let (Some(video), Some(canvas)) = (video_ref.cast::<HtmlVideoElement>(), canvas_ref.cast::<HtmlCanvasElement>())
@@ -527,12 +531,13 @@ fn pump(
         s.taken = s.presented.unwrap_or(0);
         (s.session, s.schedule.next_step(), s.sent)
     };
-    // A searched frame's faces are classified as trained (the crop and its mirror image); a
-    // followed frame's from one of the two, in turn, which the smoothing averages (half the
-    // classifier's work on most frames).
+    // Each frame's faces are classified from one view, the crop or its mirror image in turn,
+    // which the smoothing averages as the flip average of a photo does (half the classifier's
+    // work on every frame).
+    let views = Views::One { mirrored: sent % 2 == 1 };
     let job = match &step {
-        Step::Detect => (None, Views::AsTrained),
-        Step::Follow(boxes) => (Some(boxes.clone()), Views::One { mirrored: sent % 2 == 1 }),
+        Step::Detect => (None, views),
+        Step::Follow(boxes) => (Some(boxes.clone()), views),
     };
     let read_at = now();
     let done = {
@@ -543,7 +548,7 @@ fn pump(
                 let s = state.borrow();
                 (s.session == session).then(|| s.kick.clone()).flatten()
             };
-            answer(&state, &view, (session, &step, read_at), reply);
+            answer(&state, &view, (session, &step, read_at, sent), reply);
             if let Some(kick) = kick {
                 // Outside any borrow: the next frame goes to the worker straight away.
                 wasm_bindgen_futures::spawn_local(async move { kick() });
@@ -560,7 +565,7 @@ fn pump(
 fn answer(
     state: &Rc<RefCell<Loop>>,
     view: &UseStateHandle<LiveView>,
-    (session, step, read_at): (u32, &Step, f64),
+    (session, step, read_at, sent): (u32, &Step, f64, u64),
     reply: Reply,
 ) {
     {
@@ -571,6 +576,32 @@ fn answer(
             }
             s.in_flight = s.in_flight.saturating_sub(1);
             let t = now();
+            // With several workers, an answer can come after that of a newer frame: it is not
+            // shown (the view never steps back), but a search's faces still go to the schedule,
+            // so the faces that came into view are followed from the next frame on.
+            if let Ok(r) = &reply {
+                // Exponential moving averages of the stage times, for a steady readout.
+                let ema = |old: f64, new: f64, first: bool| if first { new } else { 0.8 * old + 0.2 * new };
+                match step {
+                    Step::Detect => {
+                        s.searched += 1;
+                        s.detect_ms = ema(s.detect_ms, r.detect_ms, s.searched == 1);
+                    }
+                    Step::Follow(_) => {
+                        s.followed += 1;
+                        s.follow_ms = ema(s.follow_ms, r.detect_ms, s.followed == 1);
+                    }
+                }
+                s.classify_ms = ema(s.classify_ms, r.classify_ms, s.searched + s.followed == 1);
+            }
+            if sent < s.shown {
+                if let (Step::Detect, Ok(r)) = (step, &reply) {
+                    let boxes: Vec<[f32; 4]> = r.faces.iter().map(|f| f.face.bbox).collect();
+                    s.schedule.answered(step, &boxes);
+                }
+                return;
+            }
+            s.shown = sent;
             match reply {
                 Ok(r) => {
                     s.frames += 1;
@@ -586,18 +617,6 @@ fn answer(
                     let mut latencies: Vec<f64> = s.done_at.iter().map(|&(_, l)| l).collect();
                     latencies.sort_by(f64::total_cmp);
                     let latency_ms = latencies[latencies.len() / 2];
-                    // Exponential moving averages of the stage times, for a steady readout.
-                    let ema = |old: f64, new: f64, first: bool| if first { new } else { 0.8 * old + 0.2 * new };
-                    match step {
-                        Step::Detect => {
-                            s.searched += 1;
-                            s.detect_ms = ema(s.detect_ms, r.detect_ms, s.searched == 1);
-                        }
-                        Step::Follow(_) => {
-                            s.follow_ms = ema(s.follow_ms, r.detect_ms, s.frames == s.searched + 1);
-                        }
-                    }
-                    s.classify_ms = ema(s.classify_ms, r.classify_ms, s.frames == 1);
                     let boxes: Vec<[f32; 4]> = r.faces.iter().map(|f| f.face.bbox).collect();
                     s.schedule.answered(step, &boxes);
                     if s.first_frame_ms.is_none() && !r.labels.is_empty() {

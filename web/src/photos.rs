@@ -3,8 +3,8 @@
 //! The results download as CSV or JSON, built in the page (nothing is uploaded).
 //!
 //! Photos wait in a queue as file handles (nothing is read until its turn); at most
-//! [`IN_FLIGHT`] are read and sent to the worker at a time, so dropping 200 photos holds two
-//! files in memory, not 200. The queue shows its progress and time left, and can be cancelled.
+//! one per worker and [`IN_FLIGHT`] more are read and sent to the workers at a time, so dropping
+//! 200 photos holds two files in memory (with one worker), not 200. The queue shows its progress and time left, and can be cancelled.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -170,8 +170,9 @@ const MIN_FACE_CHOICES: [(f32, &str); 4] = [
     (0.0, "any face from 20 px (slowest: grows with the photo's area)"),
 ];
 
-/// Photos read and handed to the worker at a time: one being analysed, the next one ready.
-const IN_FLIGHT: usize = 2;
+/// Photos read and handed to the workers at a time, beyond one per worker: one being analysed
+/// by each, and the next one ready.
+const IN_FLIGHT: usize = 1;
 
 /// Photos waiting for their turn, as file handles, and the progress of the current batch.
 #[derive(Default)]
@@ -183,7 +184,8 @@ struct Queue {
     batch_started: f64,
 }
 
-/// Sends queued photos to the worker until [`IN_FLIGHT`] are there; each answer sends the next.
+/// Sends queued photos to the workers until one per worker and [`IN_FLIGHT`] more are there;
+/// each answer sends the next.
 fn pump(
     queue: &Rc<RefCell<Queue>>,
     worker: &WorkerRef,
@@ -193,7 +195,7 @@ fn pump(
     loop {
         let next = {
             let mut q = queue.borrow_mut();
-            if q.in_flight >= IN_FLIGHT {
+            if q.in_flight >= IN_FLIGHT + worker.pool_size() {
                 return;
             }
             let Some(next) = q.waiting.pop_front() else { return };
