@@ -212,7 +212,7 @@ impl FaceDetector {
             return Ok(Vec::new());
         }
         let min_face = cfg.min_face_in(frame.width(), frame.height());
-        let (working, kx, ky) = working_copy(frame, min_face)?;
+        let (working, kx, ky) = working_copy_about(frame, min_face, &priors)?;
         self.stage3(&working, (kx, ky), priors, cfg).await
     }
 
@@ -461,11 +461,45 @@ impl FaceDetector {
 /// at that size gives (O-Net cutting its crops from the sharper frame instead raises buttons and
 /// patterns the photo at its own scale never shows). Faces come back in the frame's pixels.
 fn working_copy(frame: &Frame, min_face: f32) -> Result<(Cow<'_, Frame>, f32, f32), DetectError> {
+    working_copy_of(frame, min_face, None)
+}
+
+/// [`working_copy`], computed only about the windows O-Net reads for `candidates` (in `frame`'s
+/// pixels): the rest of the copy stays black and is never read. Following a face in a 640×480
+/// frame took 5.2 ms natively, 3.9 ms of it making the whole copy.
+fn working_copy_about<'a>(
+    frame: &'a Frame,
+    min_face: f32,
+    candidates: &[Candidate],
+) -> Result<(Cow<'a, Frame>, f32, f32), DetectError> {
+    working_copy_of(frame, min_face, Some(candidates))
+}
+
+fn working_copy_of<'a>(
+    frame: &'a Frame,
+    min_face: f32,
+    about: Option<&[Candidate]>,
+) -> Result<(Cow<'a, Frame>, f32, f32), DetectError> {
     let k = (24.0 / min_face).min(1.0);
     let working = if k < 1.0 {
         let (w, h) = (frame.width(), frame.height());
         let (ww, wh) = (((w as f32 * k).ceil() as u32).max(1), ((h as f32 * k).ceil() as u32).max(1));
-        let rgb = resample::downscale_rgb(frame.rgb(), w as usize, h as usize, 3, ww as usize, wh as usize);
+        let (kx, ky) = (ww as f32 / w as f32, wh as f32 / h as f32);
+        // The output pixels the crops of `about` read, with two pixels to spare on each side.
+        let region = match about {
+            None => (0, 0, ww as usize, wh as usize),
+            Some(candidates) => candidates.iter().fold((usize::MAX, usize::MAX, 0, 0), |r, c| {
+                let lo = |v: f32, k: f32| ((v * k).floor() - 2.0).max(0.0) as usize;
+                let hi = |v: f32, k: f32| ((v * k).ceil() + 2.0).max(0.0) as usize;
+                (r.0.min(lo(c.x1, kx)), r.1.min(lo(c.y1, ky)), r.2.max(hi(c.x2, kx)), r.3.max(hi(c.y2, ky)))
+            }),
+        };
+        let rgb = resample::downscale_rgb_region(
+            frame.rgb(),
+            (w as usize, h as usize, 3),
+            (ww as usize, wh as usize),
+            region,
+        );
         Cow::Owned(Frame::from_rgb(ww, wh, rgb).map_err(|e| DetectError::Config(e.to_string()))?)
     } else {
         Cow::Borrowed(frame)

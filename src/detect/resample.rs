@@ -156,16 +156,33 @@ pub fn pad_planar(input: &[f32], w: usize, h: usize, p: usize, padding: Padding)
 /// output row of sums, so a 100-megapixel photo becomes a working copy without a second buffer
 /// of its size (that is what bounds the memory of a large photo's analysis).
 pub fn downscale_rgb(src: &[u8], width: usize, height: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
+    downscale_rgb_region(src, (width, height, channels), (out_w, out_h), (0, 0, out_w, out_h))
+}
+
+/// [`downscale_rgb`] computed only for the output pixels of `region` (`[x0, x1) × [y0, y1)`,
+/// clamped to the output); the others are left black. Each computed pixel is exactly the one
+/// [`downscale_rgb`] gives: a caller that reads only that region (following faces, which needs
+/// a window about each) saves the rest of the work.
+pub fn downscale_rgb_region(
+    src: &[u8],
+    (width, height, channels): (usize, usize, usize),
+    (out_w, out_h): (usize, usize),
+    (x0, y0, x1, y1): (usize, usize, usize, usize),
+) -> Vec<u8> {
     let cols = bins(width, out_w);
     let rows = bins(height, out_h);
+    let (x1, y1) = (x1.min(out_w), y1.min(out_h));
     let stride = width * channels;
-    let mut out = Vec::with_capacity(out_w * out_h * 3);
-    let mut acc = vec![0f32; out_w * 3];
-    for &(s, e) in &rows {
+    let mut out = vec![0u8; out_w * out_h * 3];
+    if x0 >= x1 || y0 >= y1 {
+        return out;
+    }
+    let mut acc = vec![0f32; (x1 - x0) * 3];
+    for (oy, &(s, e)) in rows.iter().enumerate().take(y1).skip(y0) {
         acc.iter_mut().for_each(|a| *a = 0.0);
         for r in s..e {
             let line = &src[r * stride..(r + 1) * stride];
-            for (o, &(cs, ce)) in cols.iter().enumerate() {
+            for (o, &(cs, ce)) in cols[x0..x1].iter().enumerate() {
                 let mut sum = [0u32; 3];
                 for c in cs..ce {
                     let px = &line[c * channels..(c + 1) * channels];
@@ -187,7 +204,10 @@ pub fn downscale_rgb(src: &[u8], width: usize, height: usize, channels: usize, o
             }
         }
         let n = (e - s) as f32;
-        out.extend(acc.iter().map(|&v| (v / n).round().clamp(0.0, 255.0) as u8));
+        let row = &mut out[(oy * out_w + x0) * 3..(oy * out_w + x1) * 3];
+        for (v, &a) in row.iter_mut().zip(&acc) {
+            *v = (a / n).round().clamp(0.0, 255.0) as u8;
+        }
     }
     out
 }
@@ -206,6 +226,26 @@ fn bins(input: usize, output: usize) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_of_the_downscale_is_the_downscale_there() {
+        let (w, h) = (97, 61);
+        let src: Vec<u8> = (0..w * h * 4).map(|i| ((i * 37 + i / 7) % 256) as u8).collect();
+        let full = downscale_rgb(&src, w, h, 4, 40, 25);
+        let (x0, y0, x1, y1) = (7, 3, 22, 19);
+        let part = downscale_rgb_region(&src, (w, h, 4), (40, 25), (x0, y0, x1, y1));
+        for y in 0..25 {
+            for x in 0..40 {
+                let i = (y * 40 + x) * 3;
+                if (x0..x1).contains(&x) && (y0..y1).contains(&y) {
+                    assert_eq!(part[i..i + 3], full[i..i + 3], "({x}, {y})");
+                } else {
+                    assert_eq!(part[i..i + 3], [0, 0, 0], "({x}, {y})");
+                }
+            }
+        }
+        assert!(downscale_rgb_region(&src, (w, h, 4), (40, 25), (30, 5, 10, 9)).iter().all(|&v| v == 0));
+    }
 
     #[test]
     fn bins_match_adaptive_pooling() {

@@ -43,6 +43,24 @@ pub fn run(runs: usize, image: Option<PathBuf>, widths: &[f64], large: bool) -> 
             times[(times.len() * 9 / 10).min(times.len() - 1)]
         );
     }
+    // Following the face from its box, as the live page does between searches (O-Net alone, on
+    // the cascade's working copy for a 40-pixel smallest face).
+    let det = detector(40.0)?;
+    let boxes: Vec<[f32; 4]> = det.detect(&frame)?.iter().take(1).map(|f| f.bbox).collect();
+    if !boxes.is_empty() {
+        for _ in 0..3 {
+            det.follow(&frame, &boxes)?;
+        }
+        let times = timings(runs.max(30), || {
+            let _ = det.follow(&frame, &boxes);
+        });
+        println!(
+            "follow one face (O-Net alone): median {:7.2} ms  min {:7.2} ms  p90 {:7.2} ms",
+            times[times.len() / 2],
+            times[0],
+            times[(times.len() * 9 / 10).min(times.len() - 1)]
+        );
+    }
     // The shipped classifier on the frame's face: aligned crop + network (with the manifest's
     // mirror-image averaging, as the app runs it).
     let classifier = crate::evaluate::load_classifier(&crate::evaluate::shipped_model_dir())?;
