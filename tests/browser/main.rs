@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use common::{detector, exif_orientation, fixture, iou, read_json};
 use harness::{
-    camera_args, dist, entering_delays, fake_camera_face_entering, fake_camera_video, large_jpeg, live_frames,
-    photo_copies, record_live_frames, Harness, TempDir,
+    camera_args, dist, entering_delays, fake_camera_face_entering, fake_camera_moving_face, fake_camera_video,
+    large_jpeg, live_frames, photo_copies, record_live_frames, Harness, TempDir,
 };
 use mien::{Face, Frame};
 use serde_json::Value;
@@ -495,6 +495,37 @@ async fn live_page_labels_a_face_that_comes_into_view_within_ten_frames() {
     }
     // Searching every frame would make `searched` equal `frames`.
     assert!(searched * 2 < frames, "{searched} of {frames} frames searched: the faces are not followed");
+    h.assert_private();
+    h.finish().await;
+}
+
+/// A face that moves is followed from frame to frame, not searched for again on every frame, and
+/// stays boxed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn live_page_follows_a_moving_face() {
+    let dir = TempDir::new("moving");
+    let video = fake_camera_moving_face(&dir, 30, 4);
+    let h = Harness::start(&dist(), &camera_args(&video)).await;
+    h.open("/?backend=cpu#/live").await;
+    assert_eq!(wait_ready(&h).await, "CPU");
+    h.wait_for("#camera-start", 30).await.click().await.unwrap();
+    wait_frames(&h, 5, 240).await;
+    record_live_frames(&h).await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let log = live_frames(&h).await;
+    let (first, last) = (log.first().unwrap(), log.last().unwrap());
+    let frames = last.frames - first.frames;
+    let searched = last.searched - first.searched;
+    let with_face = log.iter().filter(|f| f.faces == 1).count();
+    eprintln!(
+        "moving face: {frames} frames in {:.1} s, {searched} searched, the face shown in {with_face} of {} recorded",
+        (last.at_ms - first.at_ms) / 1000.0,
+        log.len()
+    );
+    assert!(frames >= 20, "only {frames} frames in 8 s");
+    assert!(with_face * 10 >= log.len() * 9, "the face was lost in {} of {} frames", log.len() - with_face, log.len());
+    assert!(searched * 2 < frames, "{searched} of {frames} frames searched: the moving face is not followed");
     h.assert_private();
     h.finish().await;
 }
