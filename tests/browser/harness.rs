@@ -303,7 +303,7 @@ pub fn fake_camera_face_entering(dir: &TempDir, fps: u32, seconds: u32) -> PathB
 
 /// A looping 640×480 y4m video for Chromium's fake camera at `fps` frames/s, written into `dir`:
 /// a fixture face of about 80 pixels on a grey background, swinging left and right across
-/// 300 pixels every two seconds (up to 470 pixels a second, a brisk turn of the head).
+/// 150 pixels every two seconds (up to 235 pixels a second).
 pub fn fake_camera_moving_face(dir: &TempDir, fps: u32, seconds: u32) -> PathBuf {
     let out = dir.0.join("moving.y4m");
     let face = crate::common::fixture("faces/luciano_codait.png");
@@ -312,7 +312,7 @@ pub fn fake_camera_moving_face(dir: &TempDir, fps: u32, seconds: u32) -> PathBuf
         .arg(format!("color=c=gray:s=640x480:r={fps}:d={seconds}"))
         .args(["-loop", "1", "-i"])
         .arg(&face)
-        .args(["-filter_complex", "[1]scale=240:240[a];[0][a]overlay=x='200+150*sin(PI*t)':y=120"])
+        .args(["-filter_complex", "[1]scale=240:240[a];[0][a]overlay=x='200+75*sin(PI*t)':y=120"])
         .args(["-r", &fps.to_string(), "-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
         .arg(&out)
         .stdout(Stdio::null())
