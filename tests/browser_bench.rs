@@ -20,7 +20,7 @@ mod harness;
 
 use harness::{
     camera_args, dist, entering_delays, fake_camera_face_entering, fake_camera_video, large_jpeg, live_frames,
-    photo_copies, record_live_frames, Harness, TempDir,
+    live_page_recording, photo_copies, Harness, TempDir,
 };
 use serde_json::Value;
 
@@ -338,17 +338,7 @@ fn cpu_between(
 /// labelled, three times over.
 async fn live_entering_face(fps: u32) {
     let dir = TempDir::new("entering-bench");
-    let video = fake_camera_face_entering(&dir, fps, 4);
-    let h = Harness::start(&dist(), &camera_args(&video)).await;
-    h.open(&format!("/?backend=cpu{}#/live", workers_param())).await;
-    h.wait_for("#engine[data-state='ready']", 300).await;
-    h.wait_for("#camera-start", 60).await.click().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while h.eval("+document.querySelector('#live-stats').dataset.frames").await.as_f64().unwrap_or(0.0) < 5.0 {
-        assert!(std::time::Instant::now() < deadline, "the live page classified fewer than 5 frames in 120 s");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    record_live_frames(&h).await;
+    let h = live_page_recording(&fake_camera_face_entering(&dir, fps, 4), &workers_param(), 5).await;
     tokio::time::sleep(std::time::Duration::from_secs(13)).await;
     let log = live_frames(&h).await;
     let delays = entering_delays(&log);

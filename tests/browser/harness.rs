@@ -278,48 +278,65 @@ pub const FACE_ENTERS_AT: f64 = 2.0;
 /// two fixture faces of about 100 pixels on a grey background, the one on the left all the
 /// time, the one on the right from [`FACE_ENTERS_AT`] seconds to the loop's end (`seconds`).
 pub fn fake_camera_face_entering(dir: &TempDir, fps: u32, seconds: u32) -> PathBuf {
-    let out = dir.0.join("entering.y4m");
-    let left = crate::common::fixture("faces/luciano_codait.png");
-    let right = crate::common::fixture("faces/grace_hopper.jpg");
     let filter = format!(
         "[1]scale=300:300[a];[2]scale=300:352[b];[0][a]overlay=10:90[x];[x][b]overlay=330:64:enable='gte(t,{FACE_ENTERS_AT})'"
     );
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("color=c=gray:s=640x480:r={fps}:d={seconds}"))
-        .args(["-loop", "1", "-i"])
-        .arg(&left)
-        .args(["-loop", "1", "-i"])
-        .arg(&right)
-        .args(["-filter_complex", &filter, "-r", &fps.to_string(), "-t", &seconds.to_string()])
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .expect("ffmpeg not found: cargo xtask setup installs it");
-    assert!(status.success(), "ffmpeg failed to make the entering-face video");
-    out
+    faces_on_grey(dir, "entering.y4m", &["faces/luciano_codait.png", "faces/grace_hopper.jpg"], &filter, fps, seconds)
 }
 
 /// A looping 640×480 y4m video for Chromium's fake camera at `fps` frames/s, written into `dir`:
 /// a fixture face of about 80 pixels on a grey background, swinging left and right across
 /// 150 pixels every two seconds (up to 235 pixels a second).
 pub fn fake_camera_moving_face(dir: &TempDir, fps: u32, seconds: u32) -> PathBuf {
-    let out = dir.0.join("moving.y4m");
-    let face = crate::common::fixture("faces/luciano_codait.png");
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("color=c=gray:s=640x480:r={fps}:d={seconds}"))
-        .args(["-loop", "1", "-i"])
-        .arg(&face)
-        .args(["-filter_complex", "[1]scale=240:240[a];[0][a]overlay=x='200+75*sin(PI*t)':y=120"])
-        .args(["-r", &fps.to_string(), "-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+    let filter = "[1]scale=240:240[a];[0][a]overlay=x='200+75*sin(PI*t)':y=120";
+    faces_on_grey(dir, "moving.y4m", &["faces/luciano_codait.png"], filter, fps, seconds)
+}
+
+/// A 640×480 grey video of `seconds` at `fps` frames/s with the fixture `faces` laid on it by
+/// ffmpeg's `filter` (input 0 is the grey, input k the k-th face), written as `dir/name`.
+fn faces_on_grey(dir: &TempDir, name: &str, faces: &[&str], filter: &str, fps: u32, seconds: u32) -> PathBuf {
+    let out = dir.0.join(name);
+    let mut c = Command::new("ffmpeg");
+    c.args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!("color=c=gray:s=640x480:r={fps}:d={seconds}"));
+    for face in faces {
+        c.args(["-loop", "1", "-i"]).arg(crate::common::fixture(face));
+    }
+    let status = c
+        .args(["-filter_complex", filter, "-r", &fps.to_string(), "-t", &seconds.to_string()])
+        .args(["-pix_fmt", "yuv420p"])
         .arg(&out)
         .stdout(Stdio::null())
         .status()
         .expect("ffmpeg not found: cargo xtask setup installs it");
-    assert!(status.success(), "ffmpeg failed to make the moving-face video");
+    assert!(status.success(), "ffmpeg failed to make {name}");
     out
+}
+
+/// Opens the live page on the CPU path (`query` adds to the address's query, `&workers=2`
+/// say) with `video` as its camera, starts the camera, waits for `frames` classified frames
+/// and starts recording the answers ([`record_live_frames`]).
+pub async fn live_page_recording(video: &Path, query: &str, frames: u64) -> Harness {
+    let h = Harness::start(&dist(), &camera_args(video)).await;
+    h.open(&format!("/?backend=cpu{query}#/live")).await;
+    h.wait_for("#engine[data-state='ready'][data-backend='CPU']", 300).await;
+    h.wait_for("#camera-start", 60).await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let shown = || h.eval("+document.querySelector('#live-stats').dataset.frames");
+    while shown().await.as_f64().unwrap_or(0.0) < frames as f64 {
+        assert!(Instant::now() < deadline, "the live page classified fewer than {frames} frames in 240 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    record_live_frames(&h).await;
+    h
+}
+
+/// Frames shown, frames searched and seconds between the first and the last of `log`.
+pub fn frames_searched_seconds(log: &[LiveFrame]) -> (u64, u64, f64) {
+    match (log.first(), log.last()) {
+        (Some(a), Some(b)) => (b.frames - a.frames, b.searched - a.searched, (b.at_ms - a.at_ms) / 1000.0),
+        _ => (0, 0, 0.0),
+    }
 }
 
 /// Starts recording, in the page, every answer the live page shows: when (the page's clock, ms),

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use common::{detector, exif_orientation, fixture, iou, read_json};
 use harness::{
     camera_args, dist, entering_delays, fake_camera_face_entering, fake_camera_moving_face, fake_camera_video,
-    large_jpeg, live_frames, photo_copies, record_live_frames, Harness, TempDir,
+    frames_searched_seconds, large_jpeg, live_frames, live_page_recording, photo_copies, Harness, TempDir,
 };
 use mien::{Face, Frame};
 use serde_json::Value;
@@ -462,13 +462,7 @@ async fn live_camera_finds_and_classifies_a_smiling_face() {
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn live_page_labels_a_face_that_comes_into_view_within_ten_frames() {
     let dir = TempDir::new("entering");
-    let video = fake_camera_face_entering(&dir, 30, 4);
-    let h = Harness::start(&dist(), &camera_args(&video)).await;
-    h.open("/?backend=cpu#/live").await;
-    assert_eq!(wait_ready(&h).await, "CPU");
-    h.wait_for("#camera-start", 30).await.click().await.unwrap();
-    wait_frames(&h, 1, 240).await;
-    record_live_frames(&h).await;
+    let h = live_page_recording(&fake_camera_face_entering(&dir, 30, 4), "", 1).await;
     // Three loops of the video: the second face enters three times.
     let mut shot = false;
     let start = std::time::Instant::now();
@@ -481,12 +475,9 @@ async fn live_page_labels_a_face_that_comes_into_view_within_ten_frames() {
     }
     let log = live_frames(&h).await;
     let delays = entering_delays(&log);
-    let (first, last) = (log.first().unwrap(), log.last().unwrap());
-    let frames = last.frames - first.frames;
-    let searched = last.searched - first.searched;
+    let (frames, searched, seconds) = frames_searched_seconds(&log);
     eprintln!(
-        "{frames} frames in {:.1} s, {searched} searched; the second face labelled (frames, ms after it entered): {delays:?}",
-        (last.at_ms - first.at_ms) / 1000.0
+        "{frames} frames in {seconds:.1} s, {searched} searched; the second face labelled (frames, ms after it entered): {delays:?}"
     );
     assert!(shot, "the second face was never labelled");
     assert!(delays.len() >= 2, "the second face entered fewer than twice while recorded: {delays:?}");
@@ -505,22 +496,13 @@ async fn live_page_labels_a_face_that_comes_into_view_within_ten_frames() {
 #[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
 async fn live_page_follows_a_moving_face() {
     let dir = TempDir::new("moving");
-    let video = fake_camera_moving_face(&dir, 30, 4);
-    let h = Harness::start(&dist(), &camera_args(&video)).await;
-    h.open("/?backend=cpu#/live").await;
-    assert_eq!(wait_ready(&h).await, "CPU");
-    h.wait_for("#camera-start", 30).await.click().await.unwrap();
-    wait_frames(&h, 5, 240).await;
-    record_live_frames(&h).await;
+    let h = live_page_recording(&fake_camera_moving_face(&dir, 30, 4), "", 5).await;
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let log = live_frames(&h).await;
-    let (first, last) = (log.first().unwrap(), log.last().unwrap());
-    let frames = last.frames - first.frames;
-    let searched = last.searched - first.searched;
+    let (frames, searched, seconds) = frames_searched_seconds(&log);
     let with_face = log.iter().filter(|f| f.faces == 1).count();
     eprintln!(
-        "moving face: {frames} frames in {:.1} s, {searched} searched, the face shown in {with_face} of {} recorded",
-        (last.at_ms - first.at_ms) / 1000.0,
+        "moving face: {frames} frames in {seconds:.1} s, {searched} searched, the face shown in {with_face} of {} recorded",
         log.len()
     );
     assert!(frames >= 20, "only {frames} frames in 8 s");
