@@ -171,7 +171,7 @@ impl FaceDetector {
     pub async fn detect_with(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Face>, DetectError> {
         cfg.validate()?;
         let min_face = cfg.min_face_in(frame.width(), frame.height());
-        let (working, kx, ky) = working_copy(frame, min_face)?;
+        let (working, kx, ky) = working_copy(frame, min_face, None)?;
         let candidates = self.stage1(frame, &working, min_face, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
@@ -212,7 +212,7 @@ impl FaceDetector {
             return Ok(Vec::new());
         }
         let min_face = cfg.min_face_in(frame.width(), frame.height());
-        let (working, kx, ky) = working_copy_about(frame, min_face, &priors)?;
+        let (working, kx, ky) = working_copy(frame, min_face, Some(&priors))?;
         self.stage3(&working, (kx, ky), priors, cfg).await
     }
 
@@ -460,22 +460,11 @@ impl FaceDetector {
 /// from a bounded image instead of the whole frame, and a large photo gives what the same photo
 /// at that size gives (O-Net cutting its crops from the sharper frame instead raises buttons and
 /// patterns the photo at its own scale never shows). Faces come back in the frame's pixels.
-fn working_copy(frame: &Frame, min_face: f32) -> Result<(Cow<'_, Frame>, f32, f32), DetectError> {
-    working_copy_of(frame, min_face, None)
-}
-
-/// [`working_copy`], computed only about the windows O-Net reads for `candidates` (in `frame`'s
-/// pixels): the rest of the copy stays black and is never read. Following a face in a 640×480
-/// frame took 5.2 ms natively, 3.9 ms of it making the whole copy.
-fn working_copy_about<'a>(
-    frame: &'a Frame,
-    min_face: f32,
-    candidates: &[Candidate],
-) -> Result<(Cow<'a, Frame>, f32, f32), DetectError> {
-    working_copy_of(frame, min_face, Some(candidates))
-}
-
-fn working_copy_of<'a>(
+///
+/// With `about`, only the part O-Net reads for those candidates (in `frame`'s pixels) is made;
+/// the rest stays black and is never read. Following a face in a 640×480 frame took 5.2 ms
+/// natively, 3.9 ms of it making the whole copy.
+fn working_copy<'a>(
     frame: &'a Frame,
     min_face: f32,
     about: Option<&[Candidate]>,

@@ -207,16 +207,14 @@ async fn choose_by_measuring(
             c.cpu_ms, c.adapter, c.chosen
         )
     };
+    // The earlier choice, unless it was WebGPU and WebGPU no longer starts: then measure again.
     if let Some(c) = cached.filter(|c| c.adapter == adapter.name) {
         let device = match c.chosen {
+            ActiveBackend::Cpu => Some(Device::flex()),
             ActiveBackend::WebGpu => Device::wgpu_options().init_async().await.ok(),
-            ActiveBackend::Cpu => None,
         };
         if let Some(device) = device {
             return Ok((files.load(&device).await?, c.clone(), describe(&c, "on an earlier visit")));
-        }
-        if c.chosen == ActiveBackend::Cpu {
-            return Ok((files.load(&Device::flex()).await?, c.clone(), describe(&c, "on an earlier visit")));
         }
     }
     let cpu = files.load(&Device::flex()).await?;
