@@ -1,7 +1,10 @@
 // Service worker: keeps the app's own files (code, weights, reports) in the Cache API, so a
 // reload starts from the cache and the app works offline after the first visit. Nothing but
 // same-origin GET requests is touched; nothing is ever sent anywhere.
+// worker.js writes to the same cache: a new name here needs a new name there.
 const CACHE = 'mien-v2';
+// What every visitor runs. The engine's WebGPU build (mien-gpu.js, mien-gpu_bg.wasm) is kept
+// once the worker first fetches it: only visitors whose path uses WebGPU download it at all.
 const CORE = [
   './',
   './index.html',

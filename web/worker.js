@@ -1,4 +1,6 @@
-// Module worker: loads the same wasm module as the page and hands every message to Rust.
+// Module worker: runs the engine, one of two builds of the app's wasm module. `mien-web` is the
+// page's own module (CPU only), handed over compiled; `mien-gpu` adds WebGPU and is imported only
+// when the page asks for it (see web/src/gpu.rs).
 import init, { worker_handle } from './mien-web.js';
 
 // GPU loss: every WebGPU device burn asks for is watched, and the page is told when one is lost
@@ -25,13 +27,48 @@ new BroadcastChannel('mien-faults').onmessage = (event) => {
   }
 };
 
+// The service worker's cache (web/sw.js): the WebGPU build is put there as soon as it is
+// fetched, so the WebGPU path runs offline after the first visit too (on that visit the service
+// worker does not control the page yet, and sees none of its fetches).
+const OFFLINE_CACHE = 'mien-v2';
+
+async function loadWebGpuEngine() {
+  const gpu = await import('./mien-gpu.js');
+  const wasm = new URL('./mien-gpu_bg.wasm', import.meta.url);
+  const resp = await fetch(wasm);
+  if (!resp.ok) throw new Error(`HTTP ${resp.status} for ${wasm.pathname}`);
+  if (self.caches) {
+    const glue = new URL('./mien-gpu.js', import.meta.url);
+    // Cloned now: once instantiation starts reading `resp`, it can no longer be cloned.
+    const copy = resp.clone();
+    caches
+      .open(OFFLINE_CACHE)
+      .then((c) => Promise.all([c.put(wasm, copy), c.add(glue)]))
+      .catch((e) => console.warn(`mien: the WebGPU engine could not be kept for offline use (${e})`));
+  }
+  await gpu.default({ module_or_path: resp });
+  return gpu.worker_handle;
+}
+
 let ready = null;
+let handle = worker_handle;
 // Registered synchronously: messages that arrive before a listener exists would be lost.
 self.onmessage = async (event) => {
   const msg = event.data;
   if (msg && msg.type === 'init') {
-    // msg.module is the page's compiled WebAssembly.Module: no second download or compile.
-    ready = init({ module_or_path: msg.module });
+    ready = (async () => {
+      if (msg.engine === 'webgpu') {
+        try {
+          handle = await loadWebGpuEngine();
+          return;
+        } catch (e) {
+          // Offline before WebGPU was ever used, say: the page's module runs on the CPU.
+          msg.engine_error = String(e);
+        }
+      }
+      // msg.module is the page's compiled WebAssembly.Module: no second download or compile.
+      await init({ module_or_path: msg.module });
+    })();
     try {
       await ready;
     } catch (e) {
@@ -41,5 +78,5 @@ self.onmessage = async (event) => {
   } else if (ready) {
     await ready;
   }
-  worker_handle(msg);
+  handle(msg);
 };

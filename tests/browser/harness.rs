@@ -206,6 +206,28 @@ impl Harness {
         log.own.iter().skip(n).map(|r| format!("{} {} ({})", r.method, r.target, r.status)).collect()
     }
 
+    /// The paths the offline cache (web/sw.js's `mien-v2`) holds, once it holds all of `wanted`
+    /// or after 30 s: it is filled in the background, with retries.
+    pub async fn offline_cache_once_it_holds(&self, wanted: &[&str]) -> Vec<String> {
+        let mut cached = Vec::new();
+        for _ in 0..60 {
+            let keys = self
+                .eval_async(
+                    "navigator.serviceWorker.ready.then(() => caches.open('mien-v2')).then(c => c.keys()).then(k => k.map(r => new URL(r.url).pathname))",
+                )
+                .await;
+            cached = keys
+                .as_array()
+                .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            if wanted.iter().all(|file| cached.iter().any(|c| c == file)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        cached
+    }
+
     /// Asserts that the page requested nothing but the app's own files, all found.
     pub fn assert_private(&self) {
         let log = self.log.lock().unwrap();

@@ -135,9 +135,13 @@ pub fn app() -> Html {
 fn auto_choice_view(engine: &Engine) -> Html {
     let Engine::Ready { auto: Some(c), .. } = engine else { return html! {} };
     let budget = crate::protocol::AUTO_WEBGPU_BUDGET_MS as f64 / 1000.0;
-    let gpu = c.webgpu_ms.map(|ms| format!("{ms:.0} ms")).unwrap_or_else(|| format!("> {budget:.0} s"));
+    let gpu = match c.webgpu_ms {
+        _ if c.software => "a software renderer, not timed".to_string(),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => format!("> {budget:.0} s"),
+    };
     html! {
-        <span id="auto-choice" class="auto-choice" data-chosen={c.chosen.to_string()}
+        <span id="auto-choice" class="auto-choice" data-chosen={c.chosen.to_string()} data-software={c.software.to_string()}
             data-cpu-ms={format!("{:.1}", c.cpu_ms)} data-webgpu-ms={c.webgpu_ms.map(|ms| format!("{ms:.1}")).unwrap_or_default()}
             title={format!("A test frame (face detection and one face's classification) timed on each backend; WebGPU adapter: {}", c.adapter)}>
             { format!("Auto → {} (test frame: CPU {:.0} ms, WebGPU {gpu})", c.chosen, c.cpu_ms) }

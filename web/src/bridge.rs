@@ -48,8 +48,8 @@ pub struct InferenceWorker {
 }
 
 impl InferenceWorker {
-    /// Starts `worker.js` (which loads this same wasm module) and asks it to load the models on
-    /// `backend`.
+    /// Starts `worker.js` (which loads this same wasm module, or its WebGPU build) and asks it
+    /// to load the models on `backend`.
     pub fn spawn(backend: Backend, on_event: Callback<WorkerEvent>) -> Result<Self, String> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
@@ -119,10 +119,24 @@ impl InferenceWorker {
         };
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
 
-        // The page's compiled module: the worker instantiates it without a second download.
+        // The page's compiled module: the worker instantiates it without a second download,
+        // unless it is to load the WebGPU build (decided once the adapter has answered; jobs
+        // queue here meanwhile).
         let auto = if backend == Backend::Auto { remembered_auto_choice() } else { None };
-        let (init, _) = Request::Init(Init { backend, auto, module: wasm_bindgen::module() }).to_js()?;
-        worker.post_message(&init).map_err(|e| format!("could not start the worker: {e:?}"))?;
+        {
+            let worker = worker.clone();
+            let on_event = on_event.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let engine = crate::gpu::engine_for(backend, auto.as_ref()).await;
+                let init = Init { backend, auto, engine, module: wasm_bindgen::module(), engine_error: None };
+                let sent = Request::Init(init)
+                    .to_js()
+                    .and_then(|(init, _)| worker.post_message(&init).map_err(|e| format!("{e:?}")));
+                if let Err(e) = sent {
+                    on_event.emit(WorkerEvent::Fatal(format!("could not start the inference worker: {e}")));
+                }
+            });
+        }
 
         Ok(InferenceWorker { worker, inner, _on_message: on_message, _on_error: on_error })
     }

@@ -1,8 +1,11 @@
 //! mien's web app. The same wasm module runs the page (Yew) and, in a module Web Worker, the
-//! models (burn on WebGPU or CPU), so burn is downloaded and compiled once.
+//! models (burn on the CPU), so burn is downloaded and compiled once. Built with the `webgpu`
+//! feature (the `mien-gpu` binary), it also runs them on WebGPU; the worker loads that build only
+//! when WebGPU is to be used or timed (see `gpu`).
 //!
 //! Modules, each depending only on those listed before it: `protocol` (the messages between page
-//! and worker), `worker` (the worker's side), `bridge` (the page's side of the worker), `engine`
+//! and worker), `gpu` (the WebGPU adapter, and which build a worker loads), `worker` (the
+//! worker's side), `bridge` (the page's side of the worker), `engine`
 //! (the shared engine and its context), `widgets` (views the pages share), the pages (`live`,
 //! `photos`, `dashboard`), and `app` (the shell that routes to them).
 
@@ -10,6 +13,7 @@ mod app;
 mod bridge;
 mod dashboard;
 mod engine;
+mod gpu;
 mod live;
 mod photos;
 mod protocol;

@@ -6,7 +6,7 @@
 //! `postMessage`'s transfer list, so they move to the worker without a copy.
 //!
 //! - page → worker: [`Request::Init`] (sent once, with the page's compiled wasm module, which
-//!   `worker.js` instantiates), [`Request::Detect`] (one image or video frame),
+//!   `worker.js` instantiates, or imports the WebGPU build instead), [`Request::Detect`] (one image or video frame),
 //!   [`Request::SelfTest`].
 //! - worker → page: [`Response::Ready`] or [`Response::Fatal`] after `Init`,
 //!   [`Response::Detected`] for each `Detect`, [`Response::SelfTest`]. `worker.js` itself sends
@@ -94,6 +94,16 @@ impl fmt::Display for ActiveBackend {
     }
 }
 
+/// Which build of the engine a worker loads (see [`crate::gpu`]): `mien-web`, the page's own
+/// module, which runs on the CPU only, or `mien-gpu`, which adds WebGPU and is downloaded only
+/// when it is to be used or timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Cpu,
+    WebGpu,
+}
+
 /// What *Auto* measured in this browser: one test frame's time on each backend, and the backend
 /// it chose. The page keeps it (see [`crate::bridge`]) until the browser, its WebGPU adapter or
 /// the app changes, so the measuring is done once.
@@ -106,6 +116,9 @@ pub struct AutoChoice {
     pub webgpu_ms: Option<f64>,
     /// The WebGPU adapter measured (vendor, architecture, device, description).
     pub adapter: String,
+    /// The adapter is a software renderer: WebGPU was not timed (and its engine not downloaded).
+    #[serde(default)]
+    pub software: bool,
 }
 
 /// How long *Auto* gives WebGPU to start and run its test frame twice (the first run compiles
@@ -179,10 +192,17 @@ pub struct Init {
     /// measuring) while the WebGPU adapter is the same.
     #[serde(default)]
     pub auto: Option<AutoChoice>,
-    /// The page's compiled `WebAssembly.Module`: `worker.js` instantiates it, so the worker
-    /// neither downloads nor compiles the module a second time.
+    /// The build of the engine to load: `worker.js` imports `mien-gpu` for [`Engine::WebGpu`].
+    pub engine: Engine,
+    /// The page's compiled `WebAssembly.Module`: for [`Engine::Cpu`] (and when `mien-gpu` fails
+    /// to load) `worker.js` instantiates it, so the worker neither downloads nor compiles the
+    /// module a second time.
     #[serde(with = "serde_wasm_bindgen::preserve")]
     pub module: JsValue,
+    /// Why `mien-gpu` could not be loaded, set by `worker.js` when it fell back to the page's
+    /// module.
+    #[serde(default)]
+    pub engine_error: Option<String>,
 }
 
 /// Find and classify the faces of one image.

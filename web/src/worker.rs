@@ -15,8 +15,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, DedicatedWorkerGlobalScope, Response as FetchResponse};
 
+use crate::gpu::{webgpu_adapter, Adapter};
 use crate::protocol::{
-    ActiveBackend, AutoChoice, Backend, DetectJob, DetectReply, Image, Request, Response, AUTO_WEBGPU_BUDGET_MS,
+    ActiveBackend, AutoChoice, Backend, DetectJob, DetectReply, Image, Init, Request, Response, AUTO_WEBGPU_BUDGET_MS,
 };
 
 struct State {
@@ -62,7 +63,7 @@ pub fn worker_handle(msg: JsValue) {
     };
     wasm_bindgen_futures::spawn_local(async move {
         match request {
-            Request::Init(init) => match start(init.backend, init.auto).await {
+            Request::Init(init) => match start(init).await {
                 Ok((state, note, auto)) => {
                     let backend = state.backend;
                     STATE.with(|s| *s.borrow_mut() = Some(Rc::new(state)));
@@ -150,14 +151,15 @@ impl Models {
     }
 }
 
-/// Picks the backend, fetches the weights and warms the networks up. `cached` is what *Auto*
+/// Picks the backend, fetches the weights and warms the networks up. `init.auto` is what *Auto*
 /// measured on an earlier visit, if anything.
-async fn start(wanted: Backend, cached: Option<AutoChoice>) -> Result<(State, String, Option<AutoChoice>), String> {
+async fn start(init: Init) -> Result<(State, String, Option<AutoChoice>), String> {
+    let Init { backend: wanted, auto: cached, engine_error, .. } = init;
     let files = ModelFiles::fetch().await?;
     let mut auto = None;
     let (models, backend, mut note) = match wanted {
         Backend::Cpu => (files.load(&Device::flex()).await?, ActiveBackend::Cpu, String::new()),
-        Backend::WebGpu => match Device::wgpu_options().init_async().await {
+        Backend::WebGpu => match webgpu_device().await {
             Ok(device) => (files.load(&device).await?, ActiveBackend::WebGpu, String::new()),
             Err(e) => (
                 files.load(&Device::flex()).await?,
@@ -179,6 +181,12 @@ async fn start(wanted: Backend, cached: Option<AutoChoice>) -> Result<(State, St
             }
         },
     };
+    if let Some(why) = engine_error {
+        if !note.is_empty() {
+            note.push_str("; ");
+        }
+        note.push_str(&format!("the WebGPU engine could not be loaded ({why}): running on the CPU"));
+    }
     if let Some(why) = &models.missing {
         if !note.is_empty() {
             note.push_str("; ");
@@ -197,13 +205,19 @@ async fn choose_by_measuring(
     adapter: Adapter,
     cached: Option<AutoChoice>,
 ) -> Result<(Models, AutoChoice, String), String> {
-    let software = if adapter.software { " (a software renderer)" } else { "" };
     let describe = |c: &AutoChoice, when: &str| {
+        if c.software {
+            return format!(
+                "Auto timed a test frame {when}: CPU {:.0} ms; WebGPU not timed, since {} is a software \
+                 renderer (many times slower than the CPU path); using the {}",
+                c.cpu_ms, c.adapter, c.chosen
+            );
+        }
         let gpu = c
             .webgpu_ms
             .map_or(format!("over {:.0} s", AUTO_WEBGPU_BUDGET_MS as f64 / 1000.0), |ms| format!("{ms:.0} ms"));
         format!(
-            "Auto timed a test frame {when}: CPU {:.0} ms, WebGPU {gpu} on {}{software}; using the {}",
+            "Auto timed a test frame {when}: CPU {:.0} ms, WebGPU {gpu} on {}; using the {}",
             c.cpu_ms, c.adapter, c.chosen
         )
     };
@@ -211,7 +225,7 @@ async fn choose_by_measuring(
     if let Some(c) = cached.filter(|c| c.adapter == adapter.name) {
         let device = match c.chosen {
             ActiveBackend::Cpu => Some(Device::flex()),
-            ActiveBackend::WebGpu => Device::wgpu_options().init_async().await.ok(),
+            ActiveBackend::WebGpu => webgpu_device().await.ok(),
         };
         if let Some(device) = device {
             return Ok((files.load(&device).await?, c.clone(), describe(&c, "on an earlier visit")));
@@ -219,8 +233,14 @@ async fn choose_by_measuring(
     }
     let cpu = files.load(&Device::flex()).await?;
     let cpu_ms = cpu.test_frame().await?;
+    if adapter.software {
+        let choice =
+            AutoChoice { chosen: ActiveBackend::Cpu, cpu_ms, webgpu_ms: None, adapter: adapter.name, software: true };
+        let note = describe(&choice, "in this browser");
+        return Ok((cpu, choice, note));
+    }
     let gpu = within(AUTO_WEBGPU_BUDGET_MS, async {
-        let device = Device::wgpu_options().init_async().await.map_err(|e| e.to_string())?;
+        let device = webgpu_device().await?;
         let models = files.load(&device).await?;
         let ms = models.test_frame().await?;
         Ok::<_, String>((models, ms))
@@ -238,9 +258,20 @@ async fn choose_by_measuring(
         (Some(gpu), Some(ms)) if ms < cpu_ms => (gpu, ActiveBackend::WebGpu),
         _ => (cpu, ActiveBackend::Cpu),
     };
-    let choice = AutoChoice { chosen, cpu_ms, webgpu_ms, adapter: adapter.name };
+    let choice = AutoChoice { chosen, cpu_ms, webgpu_ms, adapter: adapter.name, software: false };
     let note = describe(&choice, "in this browser");
     Ok((models, choice, note))
+}
+
+/// A WebGPU device: in the `mien-gpu` build; the `mien-web` build runs on the CPU only.
+#[cfg(feature = "webgpu")]
+async fn webgpu_device() -> Result<Device, String> {
+    Device::wgpu_options().init_async().await.map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_device() -> Result<Device, String> {
+    Err("this build of the engine runs on the CPU only (the WebGPU engine, mien-gpu, was not loaded)".into())
 }
 
 /// `future`'s output, or `None` when it takes longer than `ms` milliseconds (it is then dropped
@@ -258,42 +289,6 @@ async fn within<T>(ms: i32, future: impl Future<Output = T>) -> Option<T> {
         timer.as_mut().poll(cx).map(|_| None)
     })
     .await
-}
-
-/// The browser's WebGPU adapter.
-struct Adapter {
-    /// Vendor, architecture, device and description, as the browser gives them.
-    name: String,
-    /// A software fallback (SwiftShader, llvmpipe): many times slower than the CPU path.
-    software: bool,
-}
-
-/// The browser's WebGPU adapter, if it offers one.
-async fn webgpu_adapter() -> Option<Adapter> {
-    let gpu = Reflect::get(&scope().navigator(), &"gpu".into()).ok().filter(|g| !g.is_undefined())?;
-    let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into().ok()?;
-    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
-    let adapter = JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined())?;
-    let info = Reflect::get(&adapter, &"info".into()).ok().filter(|i| !i.is_undefined());
-    let field = |obj: &JsValue, key: &str| Reflect::get(obj, &key.into()).ok();
-    let fallback = field(&adapter, "isFallbackAdapter").and_then(|v| v.as_bool()).unwrap_or(false)
-        || info.as_ref().and_then(|i| field(i, "isFallbackAdapter")).and_then(|v| v.as_bool()).unwrap_or(false);
-    let name: String = info
-        .as_ref()
-        .map(|i| {
-            ["vendor", "architecture", "device", "description"]
-                .iter()
-                .filter_map(|k| field(i, k).and_then(|v| v.as_string()))
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
-    // Software rasterisers: Chromium's own SwiftShader, and Mesa's llvmpipe (lavapipe), which
-    // Linux machines without a GPU driver offer through Vulkan.
-    let software = ["swiftshader", "llvmpipe", "lavapipe", "softpipe"].iter().any(|s| name.to_lowercase().contains(s));
-    let name = if name.is_empty() { "an unnamed adapter".to_string() } else { name };
-    Some(Adapter { name, software: fallback || software })
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {

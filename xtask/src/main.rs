@@ -242,10 +242,10 @@ fn test() -> Result {
     Ok(())
 }
 
-/// The packages every native cargo command of xtask builds (the web crate is wasm only). One list,
-/// because cargo unifies features over the selected packages: a command that selects others builds
-/// all of burn again.
-const NATIVE_PACKAGES: [&str; 3] = ["--workspace", "--exclude", "mien-web"];
+/// The packages every native cargo command of xtask builds (the web app's two builds are wasm
+/// only). One list, because cargo unifies features over the selected packages: a command that
+/// selects others builds all of burn again.
+const NATIVE_PACKAGES: [&str; 5] = ["--workspace", "--exclude", "mien-web", "--exclude", "mien-gpu"];
 
 /// `cargo test` of one browser test target against `dist/`: ignored tests included, one at a time
 /// (two browsers sharing 2 cores would time and starve each other). Same package selection as the
@@ -389,8 +389,9 @@ fn fuzz_sanitizer(target: &str) -> &'static str {
     }
 }
 
-/// What a first visit downloads: every file in dist/ the page fetches, raw and gzip -9; then the
-/// files it fetches only on demand or never.
+/// What a first visit downloads: every file in dist/ the page fetches, raw and gzip -9, on the
+/// CPU path; then what the WebGPU path fetches on top (the engine's WebGPU build); then the files
+/// fetched only on demand or never.
 fn download_sizes() -> Result {
     let dist = root().join("dist");
     let mut files = Vec::new();
@@ -404,14 +405,25 @@ fn download_sizes() -> Result {
             || f.extension().is_some_and(|e| e == "md")
             || (f.starts_with(dist.join("reports")) && f.extension().is_some_and(|e| e == "png"))
     };
-    let (later, first): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|f| on_demand(f));
-    println!("download size of dist/ (what a first visit fetches):");
-    sizes_table(&dist, &first)?;
+    let webgpu = |f: &Path| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("mien-gpu"));
+    let (later, fetched): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|f| on_demand(f));
+    let (gpu, first): (Vec<PathBuf>, Vec<PathBuf>) = fetched.into_iter().partition(|f| webgpu(f));
+    println!("download size of dist/ (what a first visit fetches on the CPU path):");
+    let cpu_path = sizes_table(&dist, &first)?;
+    println!("what the WebGPU path fetches on top (the engine's WebGPU build):");
+    let gpu_extra = sizes_table(&dist, &gpu)?;
+    println!(
+        "  {:<40} {:>29} B gzip ({:.2} MB gzip)",
+        "first visit on the WebGPU path",
+        cpu_path + gpu_extra,
+        (cpu_path + gpu_extra) as f64 / 1e6
+    );
     println!("fetched only by the self-test, or never (READMEs, plots):");
-    sizes_table(&dist, &later)
+    sizes_table(&dist, &later).map(|_| ())
 }
 
-fn sizes_table(dist: &Path, files: &[PathBuf]) -> Result {
+/// Prints each file's size and the total; returns the gzip total.
+fn sizes_table(dist: &Path, files: &[PathBuf]) -> Result<u64> {
     let (mut raw_total, mut gz_total) = (0u64, 0u64);
     for f in files {
         let raw = std::fs::metadata(f).map_err(|e| e.to_string())?.len();
@@ -429,7 +441,7 @@ fn sizes_table(dist: &Path, files: &[PathBuf]) -> Result {
         gz_total,
         gz_total as f64 / 1e6
     );
-    Ok(())
+    Ok(gz_total)
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
