@@ -9,6 +9,8 @@
 //!   live page fed by a fake camera (a 640×480 video of the same frame at 60 frames/s), the
 //!   time from navigation to the first classified frame, cold (fresh profile) and on a reload,
 //!   and the frames until a face coming into view is labelled;
+//! - Human beside the live page: the JavaScript tool people use for this, on the same fake camera
+//!   in the same Chromium, right before the live page's CPU path;
 //! - PublicTest: FER2013's test images dropped on the photos page, in a frame and as they are:
 //!   faces found, end-to-end accuracy, and whether the page answers as the native pipeline does
 //!   (about 30 minutes for all 3,589 on a 2-core CPU; `MIEN_BENCH_FACES` takes a subset).
@@ -364,6 +366,62 @@ async fn bench_live_in_chromium() {
     if std::env::var_os("MIEN_BENCH_CPU_ONLY").is_none() {
         live_backend("webgpu", &video).await;
     }
+}
+
+/// Human (the JavaScript tool people use for this: BlazeFace and its emotion model on tfjs's wasm
+/// backend, with its two threads, SIMD), on the same fake camera, in the same Chromium, right
+/// before the live page's CPU path: frames per second one call after another, with Human's
+/// defaults and with its frame skipping off. Human's files come from npm (`cargo xtask bench`
+/// fetches them into `~/.cache/mien/peers`, or `MIEN_PEERS`); without them it says so and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run `cargo xtask bench`"]
+async fn bench_human_beside_live_in_chromium() {
+    let peers = std::env::var_os("MIEN_PEERS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/mien/peers")
+    });
+    let (human, tfjs) = (peers.join("human-3.3.6"), peers.join("tfjs-wasm/package/dist"));
+    if !human.join("dist/human.esm.js").exists() || !tfjs.join("tfjs-backend-wasm-simd.wasm").exists() {
+        println!("Human not found in {}: `cargo xtask bench` fetches it with npm", peers.display());
+        return;
+    }
+    let dir = TempDir::new("human-bench");
+    let site = dir.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::copy(common::repo().join("tests/peers/human.html"), site.join("index.html")).unwrap();
+    std::fs::write(site.join(".cross-origin-isolated"), "").unwrap();
+    for (link, target) in [("human", human.join("dist")), ("models", human.join("models")), ("tfjs", tfjs)] {
+        std::os::unix::fs::symlink(target, site.join(link)).unwrap();
+    }
+    let frame = common::fixture("bench/astronaut_640x480.jpg");
+    let video = fake_camera_video(&dir, &frame, &[], 60, 2);
+    for (mode, query) in [("defaults", ""), ("every frame", "?every=1")] {
+        let h = Harness::start(&site, &camera_args(&video)).await;
+        h.open(&format!("/{query}")).await;
+        let mut result = Value::Null;
+        for _ in 0..600 {
+            result = h.eval("Object.assign({}, document.body.dataset)").await;
+            if result.get("done").is_some() || result.get("error").is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(result.get("done").is_some(), "Human did not finish: {result}");
+        let field = |k: &str| result[k].as_str().unwrap_or("?").to_string();
+        println!(
+            "Human 3.3.6 ({mode}, tfjs {} backend, threads {}): {} frames/s over 10 s; median {} ms, p90 {} ms a frame; first result {} ms after navigation; {} face(s), {}",
+            field("backend"),
+            field("threads"),
+            field("fps"),
+            field("medianMs"),
+            field("p90Ms"),
+            field("firstMs"),
+            field("faces"),
+            field("emotion")
+        );
+        h.assert_private();
+        h.finish().await;
+    }
+    live_backend("cpu", &video).await;
 }
 
 /// Photos dropped on the page at a time.

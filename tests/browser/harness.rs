@@ -502,8 +502,15 @@ async fn handle(mut s: TcpStream, dist: &Path, authority: &str, log: &Mutex<Log>
                 }
             }
         }
+        // A served folder holding `.cross-origin-isolated` gets the headers that let its pages use
+        // wasm threads (the JavaScript peers' benchmark); the app itself never needs them.
+        let isolation = if dist.join(".cross-origin-isolated").exists() {
+            "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n"
+        } else {
+            ""
+        };
         let header = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{isolation}Connection: keep-alive\r\n\r\n",
             if status == 200 { "OK" } else { "Refused" },
             body.len()
         );

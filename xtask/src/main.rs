@@ -48,12 +48,13 @@ fn main() {
         Some("bench") => bench(&args[1..]),
         Some("trainer") => trainer(&args[1..]),
         Some("sizes") => download_sizes(),
+        Some("peers") => fetch_peers(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
         Some("screenshots") => screenshots(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU)\n  trainer ARGS              run mien-trainer ARGS (the test build's binary: no second build of burn)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  screenshots               run the browser tests, writing their screenshots into docs/screenshots/\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/, for training on a GPU machine without cargo or network (scripts/gpu-train.sh)"
+                "usage: cargo xtask <command>\n\n  serve [--port N] [--dev]  build the web app and serve it on 127.0.0.1\n  test                      install tools, run every test (native + headless Chromium)\n  setup                     install the pinned tools only\n  build [--dev]             build the web app into dist/\n  bench [--runs N]          detection benchmark (native CPU, browser CPU, browser WebGPU, Human beside the live page)\n  sizes                     what a first visit downloads, on the CPU and the WebGPU path\n  peers                     fetch Human (npm) for the benchmark's comparison\n  trainer ARGS              run mien-trainer ARGS (the test build's binary: no second build of burn)\n  fuzz [--runs N] [--max-time S] [TARGET...]  run fuzz targets N times each (default 1000000; nightly)\n  screenshots               run the browser tests, writing their screenshots into docs/screenshots/\n  gpu-bundle [--data DIR]   trainer binary + datasets + Vulkan loader in .device/, for training on a GPU machine without cargo or network (scripts/gpu-train.sh)"
             );
             exit(2);
         }
@@ -277,7 +278,39 @@ fn bench(args: &[String]) -> Result {
     trainer(&["bench-detect".into(), "--runs".into(), runs.clone(), "--large-photos".into()])?;
     build_web(false)?;
     download_sizes()?;
-    run(browser_tests("browser_bench", &["--nocapture"]).env("MIEN_BENCH_RUNS", &runs))
+    if let Err(e) = fetch_peers() {
+        eprintln!(
+            "xtask: Human, the JavaScript tool the live page is compared with, is not there ({e}); that row is skipped"
+        );
+    }
+    run(browser_tests("browser_bench", &["--nocapture"])
+        .env("MIEN_BENCH_RUNS", &runs)
+        .env("MIEN_PEERS", cache_dir().join("peers")))
+}
+
+/// The JavaScript tool the benchmark compares the live page with: Human and tfjs's wasm backend,
+/// from npm, unpacked into `~/.cache/mien/peers` (where `bench_human_beside_live_in_chromium`
+/// looks). Only the benchmark needs them; nothing of theirs ships.
+fn fetch_peers() -> Result {
+    let peers = cache_dir().join("peers");
+    std::fs::create_dir_all(&peers).map_err(|e| format!("cannot create {}: {e}", peers.display()))?;
+    for (package, tarball, unpacked) in [
+        ("@vladmandic/human@3.3.6", "vladmandic-human-3.3.6.tgz", "human-3.3.6"),
+        ("@tensorflow/tfjs-backend-wasm@4.22.0", "tensorflow-tfjs-backend-wasm-4.22.0.tgz", "tfjs-wasm"),
+    ] {
+        if peers.join(unpacked).exists() {
+            continue;
+        }
+        run(cmd("npm").args(["pack", "--silent", package]).current_dir(&peers))?;
+        let staging = peers.join(format!("{unpacked}.partial"));
+        std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+        run(cmd("tar").arg("xzf").arg(peers.join(tarball)).arg("-C").arg(&staging))?;
+        // Human's files straight under human-3.3.6/; tfjs's under tfjs-wasm/package/.
+        let from = if unpacked == "human-3.3.6" { staging.join("package") } else { staging.clone() };
+        std::fs::rename(&from, peers.join(unpacked)).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(())
 }
 
 /// Runs `mien-trainer ARGS` in the repository root, with the binary of [`trainer_binary`].
