@@ -117,20 +117,31 @@ impl FaceTracker {
 }
 
 /// What a live loop asks the detector to do with its next frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Step {
     /// The whole cascade ([`crate::FaceDetector::detect_with`]): finds every face.
     Detect,
     /// O-Net alone about the faces of the latest answer ([`crate::FaceDetector::follow_with`]).
     Follow(Vec<[f32; 4]>),
+    /// Those faces followed and the rest of the frame searched for new ones
+    /// ([`crate::FaceDetector::refresh_with`]): the periodic search while faces are held.
+    Refresh(Vec<[f32; 4]>),
+}
+
+impl Step {
+    /// Whether the step searches the frame (the whole of it, or all but the faces it follows).
+    pub fn is_search(&self) -> bool {
+        !matches!(self, Step::Follow(_))
+    }
 }
 
 /// When a live loop runs the whole MTCNN cascade and when it only follows the faces it has.
 ///
 /// Faces barely move between two video frames, so most frames need no search: O-Net on a window
 /// about each face's last box refines it, at a tenth of the cascade's cost. The cascade still
-/// runs when there is no face to follow, when a followed face was lost, and on every
-/// [`Self::detect_every`]-th frame, to find faces that came into view. A face that enters is
+/// runs when there is no face to follow and when a followed face was lost, and on every
+/// [`Self::detect_every`]-th frame it searches the rest of the frame ([`Step::Refresh`]), to find
+/// faces that came into view. A face that enters is
 /// therefore found by a frame sent at most `detect_every` frames later; with up to `in_flight`
 /// frames in the worker, it is labelled at most `detect_every + in_flight` frames after it
 /// entered.
@@ -160,16 +171,20 @@ impl DetectionSchedule {
     /// The step for the next frame sent.
     pub fn next_step(&mut self) -> Step {
         self.since_detect += 1;
-        if self.faces.is_empty() || self.lost || self.since_detect >= self.detect_every {
+        if self.faces.is_empty() || self.lost {
             self.since_detect = 0;
             self.lost = false;
             Step::Detect
+        } else if self.since_detect >= self.detect_every {
+            self.since_detect = 0;
+            Step::Refresh(self.faces.clone())
         } else {
             Step::Follow(self.faces.clone())
         }
     }
 
-    /// Records the answer to a frame sent with `step`: its faces' boxes.
+    /// Records the answer to a frame sent with `step`: its faces' boxes. A face that a follow-up
+    /// lost is searched for on the next frame; one that a refresh lost was searched for already.
     pub fn answered(&mut self, step: &Step, faces: &[[f32; 4]]) {
         if let Step::Follow(priors) = step {
             if faces.len() < priors.len() {
@@ -253,9 +268,11 @@ mod tests {
                 step
             })
             .collect();
-        let searched: Vec<bool> = steps.iter().map(|s| *s == Step::Detect).collect();
+        let searched: Vec<bool> = steps.iter().map(Step::is_search).collect();
         assert_eq!(searched, [false, false, false, true, false, false, false, true]);
         assert_eq!(steps[0], Step::Follow(vec![face]));
+        // While it holds the face, the periodic search follows it and searches the rest.
+        assert_eq!(steps[3], Step::Refresh(vec![face]));
     }
 
     #[test]

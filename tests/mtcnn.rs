@@ -507,3 +507,43 @@ fn follows_a_face_that_moved_and_finds_nothing_where_no_face_is() {
     assert!(det.follow(&black, &[]).unwrap().is_empty());
     assert!(det.follow(&black, &[[f32::NAN, 0.0, 4.0, 4.0], [5.0, 5.0, 5.0, 9.0]]).unwrap().is_empty());
 }
+
+/// The live page's periodic search while it holds faces: each held face followed, the rest of the
+/// frame searched. On every fixture photo, holding any one of its faces (or all of them), the
+/// answer is the full cascade's: every face it finds, none it does not.
+#[test]
+fn refreshing_held_faces_finds_what_a_full_search_finds() {
+    let det = detector();
+    let (mut photos, mut held_sets, mut worst) = (0, 0, 1f32);
+    for dir in ["faces", "no_faces"] {
+        for entry in std::fs::read_dir(fixture(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let Ok(frame) = Frame::decode(&std::fs::read(&path).unwrap()) else { continue };
+            let full = det.detect(&frame).unwrap();
+            photos += 1;
+            let boxes: Vec<[f32; 4]> = full.iter().map(|f| f.bbox).collect();
+            let mut sets: Vec<Vec<[f32; 4]>> = boxes.iter().map(|b| vec![*b]).collect();
+            sets.push(boxes.clone());
+            for held in sets {
+                held_sets += 1;
+                let got = det.refresh(&frame, &held).unwrap();
+                let name = path.display();
+                assert_eq!(
+                    got.len(),
+                    full.len(),
+                    "{name}, holding {held:?}: {got:?} against the full search's {full:?}"
+                );
+                for want in &full {
+                    let best = got.iter().map(|f| iou(f.bbox, want.bbox)).fold(0.0, f32::max);
+                    assert!(best >= 0.7, "{name}, holding {held:?}: {:?} found at IoU {best} only", want.bbox);
+                    worst = worst.min(best);
+                }
+            }
+        }
+    }
+    eprintln!("{photos} photos, {held_sets} sets of held faces, worst IoU with the full search {worst:.3}");
+    assert!(held_sets >= 15, "only {held_sets} sets of held faces");
+    // Nothing held: a full search.
+    let frame = Frame::decode(&std::fs::read(fixture("faces/apollo11_crew.jpg")).unwrap()).unwrap();
+    assert_eq!(det.refresh(&frame, &[]).unwrap().len(), det.detect(&frame).unwrap().len());
+}

@@ -18,6 +18,13 @@ pub struct Candidate {
     pub rescued: bool,
 }
 
+impl Candidate {
+    /// A box `[x1, y1, x2, y2]` with its score, as a candidate of no stage.
+    pub fn of_box([x1, y1, x2, y2]: [f32; 4], score: f32) -> Candidate {
+        Candidate { x1, y1, x2, y2, score, reg: [0.0; 4], rescued: false }
+    }
+}
+
 /// How overlap is measured in [`nms`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlap {

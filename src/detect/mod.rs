@@ -161,6 +161,13 @@ impl FaceDetector {
         pollster::block_on(self.follow_with(frame, priors, &self.config))
     }
 
+    /// Follows faces and searches the rest of the frame with the detector's own settings,
+    /// blocking until done (native only; see [`Self::refresh_with`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn refresh(&self, frame: &Frame, priors: &[[f32; 4]]) -> Result<Vec<Face>, DetectError> {
+        pollster::block_on(self.refresh_with(frame, priors, &self.config))
+    }
+
     /// Detects faces, best score first.
     pub async fn detect_async(&self, frame: &Frame) -> Result<Vec<Face>, DetectError> {
         self.detect_with(frame, &self.config).await
@@ -206,7 +213,7 @@ impl FaceDetector {
         let priors: Vec<Candidate> = priors
             .iter()
             .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1])
-            .map(|&[x1, y1, x2, y2]| square(&Candidate { x1, y1, x2, y2, score: 1.0, reg: [0.0; 4], rescued: false }))
+            .map(|&b| square(&Candidate::of_box(b, 1.0)))
             .collect();
         if priors.is_empty() {
             return Ok(Vec::new());
@@ -214,6 +221,49 @@ impl FaceDetector {
         let min_face = cfg.min_face_in(frame.width(), frame.height());
         let (working, kx, ky) = working_copy(frame, min_face, Some(&priors))?;
         self.stage3(&working, (kx, ky), priors, cfg).await
+    }
+
+    /// Follows the faces of `priors` as [`Self::follow_with`] does, and searches the rest of the
+    /// frame for faces that came into view, as [`Self::detect_with`] would: the periodic search of
+    /// a live video while it holds faces.
+    ///
+    /// The whole cascade runs, but the candidates P-Net finds on or about a face just followed
+    /// go no further: they are that face, at other scales and offsets, and were most of what
+    /// R-Net and O-Net spent on such a frame. A prior whose face was not found again does not
+    /// shield its candidates, so a face that moved out of its window is searched for like any
+    /// other. Faces come back best score first, the followed ones and the new ones together.
+    pub async fn refresh_with(
+        &self,
+        frame: &Frame,
+        priors: &[[f32; 4]],
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Face>, DetectError> {
+        let followed = self.follow_with(frame, priors, cfg).await?;
+        cfg.validate()?;
+        let min_face = cfg.min_face_in(frame.width(), frame.height());
+        let (working, kx, ky) = working_copy(frame, min_face, None)?;
+        let held: Vec<Candidate> = followed.iter().map(|f| Candidate::of_box(f.bbox, f.score)).collect();
+        // Over half of a candidate's window (or of the face's box, the smaller of the two) on a
+        // followed face: a window of that face.
+        let on_held = |c: &Candidate| held.iter().any(|h| overlap_of(h, c, Overlap::Min) > 0.5);
+        let mut faces = followed.clone();
+        let candidates: Vec<Candidate> =
+            self.stage1(frame, &working, min_face, cfg).await?.into_iter().filter(|c| !on_held(c)).collect();
+        if !candidates.is_empty() {
+            let candidates: Vec<Candidate> =
+                self.stage2(&working, (kx, ky), candidates, cfg).await?.into_iter().filter(|c| !on_held(c)).collect();
+            if !candidates.is_empty() {
+                for face in self.stage3(&working, (kx, ky), candidates, cfg).await? {
+                    // The same rule as the second look's: a face mostly on one already held is it.
+                    let c = Candidate::of_box(face.bbox, face.score);
+                    if held.iter().all(|h| overlap_of(h, &c, Overlap::Min) <= 0.7) {
+                        faces.push(face);
+                    }
+                }
+            }
+        }
+        faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(faces)
     }
 
     /// P-Net over the scale pyramid of `frame`, whose levels are made from `working` (the frame

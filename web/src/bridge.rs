@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use mien::detect::selftest::SelfTest;
+use mien::track::Step;
 use mien::Views;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -141,20 +142,20 @@ impl InferenceWorker {
         Ok(InferenceWorker { worker, inner, _on_message: on_message, _on_error: on_error })
     }
 
-    /// Finds (or, with `follow`, follows) and classifies (from `views`) the faces of `image`, whose
+    /// Finds (or, as `step` says, follows) and classifies (from `views`) the faces of `image`, whose
     /// buffer is transferred (not copied) to the worker; `done` gets the answer.
     pub fn detect(
         &self,
         image: Image,
         min_face: f32,
         min_face_fraction: f32,
-        (follow, views): (Option<Vec<[f32; 4]>>, Views),
+        (step, views): (Step, Views),
         done: Callback<Reply>,
     ) {
         let mut inner = self.inner.borrow_mut();
         inner.next_id = inner.next_id.wrapping_add(1);
         let id = inner.next_id;
-        let request = Request::Detect(DetectJob { id, image, min_face, min_face_fraction, follow, views });
+        let request = Request::Detect(DetectJob { id, image, min_face, min_face_fraction, step, views });
         inner.pending.insert(id, done);
         if inner.ready {
             post(&self.worker, &request);
@@ -235,7 +236,7 @@ impl WorkerPool {
         image: Image,
         min_face: f32,
         min_face_fraction: f32,
-        job: (Option<Vec<[f32; 4]>>, Views),
+        job: (Step, Views),
         done: Callback<Reply>,
     ) {
         let workers = self.workers.borrow();

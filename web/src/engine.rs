@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use js_sys::ArrayBuffer;
 use mien::detect::selftest::SelfTest;
+use mien::track::Step;
 use mien::Views;
 use yew::prelude::*;
 
@@ -44,7 +45,9 @@ impl WorkerRef {
         let worker = self.0.borrow();
         let min_face = mien::DetectorConfig::default().min_face_size;
         match worker.as_ref() {
-            Some(w) => w.detect(Image::File(bytes), min_face, min_face_fraction, (None, Views::AsTrained), done),
+            Some(w) => {
+                w.detect(Image::File(bytes), min_face, min_face_fraction, (Step::Detect, Views::AsTrained), done)
+            }
             None => {
                 drop(worker);
                 done.emit(Err("the engine is not running".into()));
@@ -53,14 +56,14 @@ impl WorkerRef {
     }
 
     /// Finds and classifies the faces of a video frame's RGBA pixels (transferred), or follows
-    /// the faces at `follow` (see [`mien::track::Step`]), classifying them from `views`. Returns
+    /// the faces it held (as the [`Step`] says), classifying them from `views`. Returns
     /// false, and drops `done`, when no worker is running.
     pub fn detect_frame(
         &self,
         pixels: ArrayBuffer,
         (width, height): (u32, u32),
         min_face: f32,
-        job: (Option<Vec<[f32; 4]>>, Views),
+        job: (Step, Views),
         done: Callback<Reply>,
     ) -> bool {
         match self.0.borrow().as_ref() {

@@ -535,10 +535,7 @@ fn pump(
     // which the smoothing averages as the flip average of a photo does (half the classifier's
     // work on every frame).
     let views = Views::One { mirrored: sent % 2 == 1 };
-    let job = match &step {
-        Step::Detect => (None, views),
-        Step::Follow(boxes) => (Some(boxes.clone()), views),
-    };
+    let job = (step.clone(), views);
     let read_at = now();
     let done = {
         let state = state.clone();
@@ -582,20 +579,17 @@ fn answer(
             if let Ok(r) = &reply {
                 // Exponential moving averages of the stage times, for a steady readout.
                 let ema = |old: f64, new: f64, first: bool| if first { new } else { 0.8 * old + 0.2 * new };
-                match step {
-                    Step::Detect => {
-                        s.searched += 1;
-                        s.detect_ms = ema(s.detect_ms, r.detect_ms, s.searched == 1);
-                    }
-                    Step::Follow(_) => {
-                        s.followed += 1;
-                        s.follow_ms = ema(s.follow_ms, r.detect_ms, s.followed == 1);
-                    }
+                if step.is_search() {
+                    s.searched += 1;
+                    s.detect_ms = ema(s.detect_ms, r.detect_ms, s.searched == 1);
+                } else {
+                    s.followed += 1;
+                    s.follow_ms = ema(s.follow_ms, r.detect_ms, s.followed == 1);
                 }
                 s.classify_ms = ema(s.classify_ms, r.classify_ms, s.searched + s.followed == 1);
             }
             if sent < s.shown {
-                if let (Step::Detect, Ok(r)) = (step, &reply) {
+                if let (true, Ok(r)) = (step.is_search(), &reply) {
                     let boxes: Vec<[f32; 4]> = r.faces.iter().map(|f| f.face.bbox).collect();
                     s.schedule.answered(step, &boxes);
                 }

@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use js_sys::{Array, ArrayBuffer};
 use mien::detect::selftest::SelfTest;
+use mien::track::Step;
 use mien::{Emotion, FaceExpression, Views};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -141,7 +142,7 @@ pub struct DetectReply {
     /// `browser` (the browser's, whole) or `browser at n/8` (the browser's, at a reduced scale).
     #[serde(default)]
     pub decoded: String,
-    /// Milliseconds spent in the MTCNN cascade (or following faces, for a job with `follow`).
+    /// Milliseconds spent in the MTCNN cascade (or following faces, for a job that follows them).
     pub detect_ms: f64,
     /// Milliseconds spent cropping and classifying the faces.
     #[serde(default)]
@@ -218,13 +219,17 @@ pub struct DetectJob {
     /// two applies; see [`mien::DetectorConfig::min_face_fraction`]). Photos are also decoded
     /// to the working size it needs.
     pub min_face_fraction: f32,
-    /// Boxes of faces found in an earlier frame of the same video: when set, the worker follows
-    /// these faces ([`mien::FaceDetector::follow_with`]) instead of searching the whole frame.
-    #[serde(default)]
-    pub follow: Option<Vec<[f32; 4]>>,
+    /// Search the whole image, or, in a video, follow the faces of an earlier frame (and search
+    /// the rest of the frame for new ones): see [`mien::track::Step`].
+    #[serde(default = "search_the_whole_image")]
+    pub step: Step,
     /// Which views of each face the classifier looks at.
     #[serde(default)]
     pub views: Views,
+}
+
+fn search_the_whole_image() -> Step {
+    Step::Detect
 }
 
 /// An image for the worker, as a transferable buffer.

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
 use mien::burn::prelude::Device;
+use mien::track::Step;
 use mien::{DetectorConfig, ExpressionClassifier, FaceDetector, FaceExpression, Frame, MtcnnWeights, Photo};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -350,9 +351,10 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         Image::File(bytes) => decode_photo(bytes, Some(config.photo_short_side())).await?,
     };
     let t1 = now();
-    let faces = match &job.follow {
-        Some(priors) => state.detector.follow_with(&photo.frame, priors, &config).await,
-        None => state.detector.detect_with(&photo.frame, &config).await,
+    let faces = match &job.step {
+        Step::Detect => state.detector.detect_with(&photo.frame, &config).await,
+        Step::Follow(priors) => state.detector.follow_with(&photo.frame, priors, &config).await,
+        Step::Refresh(priors) => state.detector.refresh_with(&photo.frame, priors, &config).await,
     }
     .map_err(|e| e.to_string())?;
     let t2 = now();
