@@ -200,6 +200,35 @@ async fn photos_on_the_webgpu_path_match_native_detection() {
     h.finish().await;
 }
 
+/// The WebGPU build of the engine missing (a partial deploy; or offline, before WebGPU was ever
+/// used): asked for WebGPU, the page runs on the CPU, says why, and answers as natively.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built app and Chromium: run `cargo xtask test`"]
+async fn a_missing_webgpu_engine_falls_back_to_the_cpu_and_says_so() {
+    let dir = TempDir::new("no-webgpu-engine");
+    let site = dir.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    for entry in std::fs::read_dir(dist()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("mien-gpu") {
+            std::os::unix::fs::symlink(&path, site.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let h = Harness::start(&site, &[]).await;
+    h.open("/?backend=webgpu#/photos").await;
+    assert_eq!(wait_ready(&h).await, "CPU");
+    let note = h.eval("(document.querySelector('#engine-note') || {}).innerText || ''").await;
+    assert!(note.as_str().unwrap().contains("WebGPU build of the engine could not be loaded"), "engine note: {note}");
+    let good = fixture("faces/astronaut_eileen_collins.png");
+    let cards = upload_and_wait(&h, std::slice::from_ref(&good), 120).await;
+    assert_matches_native(&good, card(&cards, "astronaut_eileen_collins.png"), 0.95);
+    // The only errors logged: the browser's own line for the missing file.
+    let errors = h.console_errors().await;
+    assert!(errors.iter().all(|e| e.contains("mien-gpu")), "{errors:#?}");
+    h.screenshot("photos-no-webgpu-engine").await;
+    h.finish().await;
+}
+
 /// A batch as people drop one: 30 photos, one of them a 12-megapixel phone-size photo made here
 /// from a fixture and one a broken file. They are queued and answered one after another with a
 /// progress line; every card ends done or with its error, the large photo's faces are reported in

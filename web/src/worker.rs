@@ -158,9 +158,14 @@ async fn start(init: Init) -> Result<(State, String, Option<AutoChoice>), String
     let Init { backend: wanted, auto: cached, engine_error, .. } = init;
     let files = ModelFiles::fetch().await?;
     let mut auto = None;
-    let (models, backend, mut note) = match wanted {
-        Backend::Cpu => (files.load(&Device::flex()).await?, ActiveBackend::Cpu, String::new()),
-        Backend::WebGpu => match webgpu_device().await {
+    let (models, backend, mut note) = match (wanted, engine_error) {
+        (Backend::Cpu, _) => (files.load(&Device::flex()).await?, ActiveBackend::Cpu, String::new()),
+        (_, Some(why)) => (
+            files.load(&Device::flex()).await?,
+            ActiveBackend::Cpu,
+            format!("The WebGPU build of the engine could not be loaded ({why}); running on the CPU: reload the page to try again"),
+        ),
+        (Backend::WebGpu, None) => match webgpu_device().await {
             Ok(device) => (files.load(&device).await?, ActiveBackend::WebGpu, String::new()),
             Err(e) => (
                 files.load(&Device::flex()).await?,
@@ -168,7 +173,7 @@ async fn start(init: Init) -> Result<(State, String, Option<AutoChoice>), String
                 format!("WebGPU was requested but is not available ({e}); using the CPU backend"),
             ),
         },
-        Backend::Auto => match webgpu_adapter().await {
+        (Backend::Auto, None) => match webgpu_adapter().await {
             None => (
                 files.load(&Device::flex()).await?,
                 ActiveBackend::Cpu,
@@ -182,12 +187,6 @@ async fn start(init: Init) -> Result<(State, String, Option<AutoChoice>), String
             }
         },
     };
-    if let Some(why) = engine_error {
-        if !note.is_empty() {
-            note.push_str("; ");
-        }
-        note.push_str(&format!("the WebGPU engine could not be loaded ({why}): running on the CPU"));
-    }
     if let Some(why) = &models.missing {
         if !note.is_empty() {
             note.push_str("; ");
@@ -272,7 +271,10 @@ async fn webgpu_device() -> Result<Device, String> {
 
 #[cfg(not(feature = "webgpu"))]
 async fn webgpu_device() -> Result<Device, String> {
-    Err("this build of the engine runs on the CPU only (the WebGPU engine, mien-gpu, was not loaded)".into())
+    Err(match webgpu_adapter().await {
+        None => "this browser offers no WebGPU adapter".into(),
+        Some(_) => "the WebGPU build of the engine, mien-gpu, is not loaded".into(),
+    })
 }
 
 /// `future`'s output, or `None` when it takes longer than `ms` milliseconds (it is then dropped
