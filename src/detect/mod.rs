@@ -98,6 +98,16 @@ pub struct MtcnnWeights {
     pub onet: Vec<u8>,
 }
 
+/// The windows O-Net looks at to follow the faces of `priors` (boxes `[x1, y1, x2, y2]`): each box
+/// made square, the degenerate and non-finite ones left out.
+fn follow_windows(priors: &[[f32; 4]]) -> Vec<Candidate> {
+    priors
+        .iter()
+        .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1])
+        .map(|&b| square(&Candidate::of_box(b, 1.0)))
+        .collect()
+}
+
 /// File names of the three weight files, as shipped in `assets/mtcnn/`.
 pub const WEIGHT_FILES: [&str; 3] = ["pnet.safetensors", "rnet.safetensors", "onet.safetensors"];
 
@@ -210,11 +220,7 @@ impl FaceDetector {
         cfg: &DetectorConfig,
     ) -> Result<Vec<Face>, DetectError> {
         cfg.validate()?;
-        let priors: Vec<Candidate> = priors
-            .iter()
-            .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1])
-            .map(|&b| square(&Candidate::of_box(b, 1.0)))
-            .collect();
+        let priors = follow_windows(priors);
         if priors.is_empty() {
             return Ok(Vec::new());
         }
@@ -238,10 +244,13 @@ impl FaceDetector {
         priors: &[[f32; 4]],
         cfg: &DetectorConfig,
     ) -> Result<Vec<Face>, DetectError> {
-        let followed = self.follow_with(frame, priors, cfg).await?;
         cfg.validate()?;
         let min_face = cfg.min_face_in(frame.width(), frame.height());
+        // One working copy, whole, for the followed windows and the search alike.
         let (working, kx, ky) = working_copy(frame, min_face, None)?;
+        let priors = follow_windows(priors);
+        let followed =
+            if priors.is_empty() { Vec::new() } else { self.stage3(&working, (kx, ky), priors, cfg).await? };
         let held: Vec<Candidate> = followed.iter().map(|f| Candidate::of_box(f.bbox, f.score)).collect();
         // Over half of a candidate's window (or of the face's box, the smaller of the two) on a
         // followed face: a window of that face.
