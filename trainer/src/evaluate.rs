@@ -11,7 +11,7 @@ use mien::metrics::{ConfusionMatrix, Report};
 use mien::Emotion;
 
 use crate::datasets::Dataset;
-use crate::examples::{examples_of, open_dataset, training_split};
+use crate::examples::{examples_of, open_dataset, validation_split};
 use crate::ferplus::FerPlusLabels;
 use crate::report::{label_names, print_report, write_report};
 use crate::train::{Example, TrainConfig};
@@ -210,7 +210,13 @@ fn in_model_order(examples: Vec<Example>, labels: &[Emotion], manifest: &ModelMa
 /// With several models, scores the mean of their probabilities (an ensemble, such as the
 /// teachers of a distillation run). Their runs must have held out the same split (the same
 /// seed, with validation): otherwise one model's validation images trained another.
-pub fn evaluate_on_validation(models: &[PathBuf], data: &Path, report: &Path, other_labels: bool) -> Result<()> {
+pub fn evaluate_on_validation(
+    models: &[PathBuf],
+    data: &Path,
+    report: &Path,
+    other_labels: bool,
+    app_crops: bool,
+) -> Result<()> {
     anyhow::ensure!(
         !other_labels,
         "--validation scores with the labels the model trained on (its train_config); leave out --ferplus"
@@ -229,7 +235,12 @@ pub fn evaluate_on_validation(models: &[PathBuf], data: &Path, report: &Path, ot
         classifiers.push(classifier);
         configs.push(cfg);
     }
-    let cfg = &configs[0];
+    let mut cfg = configs[0].clone();
+    if app_crops && !cfg.app_crops {
+        cfg.app_crops = true;
+        cfg.app_crop = Some(classifiers[0].manifest().crop);
+    }
+    let cfg = &cfg;
     for (model, other) in models.iter().zip(&configs).skip(1) {
         anyhow::ensure!(
             other.same_validation_split(cfg),
@@ -240,7 +251,7 @@ pub fn evaluate_on_validation(models: &[PathBuf], data: &Path, report: &Path, ot
             cfg.seed
         );
     }
-    let split = training_split(data, cfg)?;
+    let split = validation_split(data, cfg)?;
     let manifest = classifiers[0].manifest();
     let examples = in_model_order(split.val, &split.labels, manifest)?;
     eprintln!(
@@ -256,6 +267,7 @@ pub fn evaluate_on_validation(models: &[PathBuf], data: &Path, report: &Path, ot
     r.meta.insert("model".into(), labels.join(" + ").into());
     r.meta.insert("dataset".into(), data.display().to_string().into());
     r.meta.insert("flip_average".into(), manifest.flip_average.into());
+    r.meta.insert("crops".into(), if cfg.app_crops { "the app's" } else { "the dataset's" }.into());
     write_report(report, &serde_json::to_value(&r)?)
 }
 

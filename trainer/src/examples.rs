@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mien::align::CropConfig;
 use mien::Emotion;
 
@@ -67,12 +67,16 @@ fn soft_target(votes: &[f32], labels: &[Emotion]) -> Vec<f32> {
     }
 }
 
+/// The trainer's cache: `$MIEN_CACHE`, default `~/.cache/mien`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("MIEN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/mien")
+    })
+}
+
 /// Where face crops of full frames are cached: `$MIEN_CACHE/crops`, default `~/.cache/mien/crops`.
 fn crop_cache_dir() -> PathBuf {
-    let base = std::env::var_os("MIEN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/mien")
-    });
-    base.join("crops")
+    cache_dir().join("crops")
 }
 
 /// Opens a dataset, with FERPlus's labels and a labels-override CSV (`--labels`) where asked.
@@ -111,6 +115,16 @@ pub fn open_for_run(data: &Path, cfg: &TrainConfig) -> Result<Dataset> {
 }
 
 pub fn training_split(data: &Path, cfg: &TrainConfig) -> Result<TrainingSplit> {
+    split(data, cfg, true)
+}
+
+/// The validation part of [`training_split`] alone (`train` left empty): what scoring on it
+/// needs, without cutting the app's crops of the training images.
+pub fn validation_split(data: &Path, cfg: &TrainConfig) -> Result<TrainingSplit> {
+    split(data, cfg, false)
+}
+
+fn split(data: &Path, cfg: &TrainConfig, with_train: bool) -> Result<TrainingSplit> {
     let mut dataset = open_for_run(data, cfg)?;
     let copies = dataset.training_copies_of_test_images();
     if !copies.is_empty() {
@@ -128,6 +142,16 @@ pub fn training_split(data: &Path, cfg: &TrainConfig) -> Result<TrainingSplit> {
             _ if fold == 0 && !cfg.no_validation => val.push(ex),
             _ => tr.push(ex),
         }
+    }
+    if !with_train {
+        tr.clear();
+    }
+    if cfg.app_crops {
+        let crop = cfg.app_crop.context("--app-crops without a crop convention (the run resolves it from --init)")?;
+        if with_train {
+            crate::appcrops::to_app_crops(&mut tr, &crop, cfg.seed, "training images")?;
+        }
+        crate::appcrops::to_app_crops(&mut val, &crop, cfg.seed ^ 1, "validation images")?;
     }
     Ok(TrainingSplit { dataset, train: tr, val, labels })
 }

@@ -2,6 +2,7 @@
 //! and the subcommands of the `mien-trainer` binary (`commands/`, one file each; `main.rs` only
 //! dispatches).
 
+pub mod appcrops;
 pub mod augment;
 pub mod average;
 pub mod bench;

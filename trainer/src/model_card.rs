@@ -86,14 +86,15 @@ pub fn write_model(
         // learning curves can be read whole.
         info.insert("init_history".into(), serde_json::to_value(init_history)?);
     }
-    let mut crop = CropConfig { size: cfg.input_size, ..CropConfig::default() };
-    // Keep a crop margin already tuned for this folder (`crop-check --tune`).
+    // A model trained on the app's crops is cut as they were; any other keeps a crop margin
+    // already tuned for this folder (`crop-check --tune`).
+    let mut crop = cfg.app_crop.unwrap_or(CropConfig { size: cfg.input_size, ..CropConfig::default() });
     let manifest_path = out.join("manifest.json");
     if let Ok(old) = std::fs::read(&manifest_path)
         .map_err(|_| ())
         .and_then(|b| serde_json::from_slice::<ModelManifest>(&b).map_err(|_| ()))
     {
-        if old.input_size == cfg.input_size {
+        if old.input_size == cfg.input_size && cfg.app_crop.is_none() {
             crop = old.crop;
             if let Some(t) = old.info.get("crop_tuning") {
                 info.insert("crop_tuning".into(), t.clone());

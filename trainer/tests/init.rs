@@ -30,6 +30,20 @@ fn the_trainer_loads_the_shipped_compact_weights_as_the_app_does() {
     let net = init_from(&dir, &cfg, 5, &device).unwrap();
     let y = net.forward(Tensor::zeros([1, 1, 48, 48], &device));
     assert_eq!(y.dims(), [1, 5]);
+    // With --keep-head it goes on from the model's own answers; a head for other labels is refused.
+    let kept = TrainConfig { keep_head: true, ..cfg.clone() };
+    let same = init_from(&dir, &kept, labels, &device).unwrap();
+    let c: Vec<f32> = same.forward(x2(&device)).into_data().convert::<f32>().try_into_vec().unwrap();
+    let d: Vec<f32> = trainer.forward(x2(&device)).into_data().convert::<f32>().try_into_vec().unwrap();
+    assert_eq!(c, d);
+    let refused = init_from(&dir, &kept, 5, &device).expect_err("a kept head for 5 classes").to_string();
+    assert!(refused.contains("--keep-head"), "{refused}");
+}
+
+/// A fixed batch of two inputs.
+fn x2(device: &Device) -> Tensor<4> {
+    let pixels: Vec<f32> = (0..2 * 48 * 48).map(|i| ((i * 53 % 256) as f32 / 255.0 - 0.5) / 0.25).collect();
+    Tensor::<4>::from_data(TensorData::new(pixels, [2, 1, 48, 48]), device)
 }
 
 /// Evaluation (`cv`, `evaluate`, validation) must measure what the app computes: the trainer's

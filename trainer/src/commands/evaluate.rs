@@ -30,6 +30,11 @@ pub struct Args {
     /// PublicTest never chooses.
     #[arg(long, conflicts_with_all = ["record", "split"])]
     pub validation: bool,
+    /// With --validation: score the crops the app cuts of the validation images (as `train
+    /// --app-crops` trains on them, with the first model's crop convention), not the dataset's.
+    /// A model trained that way is scored so without it.
+    #[arg(long, requires = "validation")]
+    pub app_crops: bool,
     /// The test split to score (default: public where the dataset has it, else private, else all).
     #[arg(long, value_enum)]
     pub split: Option<TestSplit>,
@@ -46,7 +51,7 @@ pub fn run(a: Args) -> Result<()> {
             a.labels.is_none(),
             "--validation scores with the labels the model trained on (its train_config); leave out --labels"
         );
-        return evaluate_on_validation(&a.model, &a.data, &a.report, a.ferplus.is_some());
+        return evaluate_on_validation(&a.model, &a.data, &a.report, a.ferplus.is_some(), a.app_crops);
     }
     // A test split chooses nothing: an ensemble is a candidate (of teachers), not a model the
     // app can load.

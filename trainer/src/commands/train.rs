@@ -40,7 +40,17 @@ pub fn run(a: Args) -> Result<()> {
 /// subject-disjoint validation part) and writes a model folder. With `keep_epochs` every epoch's
 /// weights stay in the checkpoints folder, for `average`.
 pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, keep_epochs: bool) -> Result<()> {
+    let cfg = &with_app_crop(cfg.clone())?;
     let TrainingSplit { dataset, train: tr, val, labels } = training_split(data, cfg)?;
+    if let (true, Some(init)) = (cfg.keep_head, &cfg.init) {
+        let manifest = read_manifest(Path::new(init))?;
+        anyhow::ensure!(
+            manifest.labels == labels,
+            "--keep-head: {init} predicts {:?}, this run's labels are {:?} (use a fresh head: leave out --keep-head)",
+            manifest.labels,
+            labels
+        );
+    }
     if let Some(d) = &cfg.distill {
         d.teachers.iter().try_for_each(|t| check_teacher(Path::new(t), cfg, &labels))?;
     }
@@ -58,15 +68,39 @@ pub fn train_model(data: &Path, cfg: &TrainConfig, out: &Path, resume: bool, kee
     write_model(out, &trained.net, cfg, &labels, &trained.history, &lineage.init_history, &dataset, tr.len(), reproduce)
 }
 
+/// Resolves the crop convention of `--app-crops`: the `--init` model's, else the shipped model's.
+fn with_app_crop(mut cfg: TrainConfig) -> Result<TrainConfig> {
+    if cfg.app_crops && cfg.app_crop.is_none() {
+        let dir = cfg.init.as_ref().map(PathBuf::from).unwrap_or_else(crate::evaluate::shipped_model_dir);
+        let manifest = read_manifest(&dir)?;
+        anyhow::ensure!(
+            manifest.crop.size == cfg.input_size,
+            "--app-crops: {} crops {}×{}, this run trains on {}×{}",
+            dir.display(),
+            manifest.crop.size,
+            manifest.crop.size,
+            cfg.input_size,
+            cfg.input_size
+        );
+        eprintln!("the app's crops, cut as {} cuts them: {:?}", dir.display(), manifest.crop);
+        cfg.app_crop = Some(manifest.crop);
+    }
+    Ok(cfg)
+}
+
+fn read_manifest(dir: &Path) -> Result<ModelManifest> {
+    let json =
+        std::fs::read(dir.join("manifest.json")).with_context(|| format!("reading {}/manifest.json", dir.display()))?;
+    ModelManifest::from_json(&json).with_context(|| format!("the model {}", dir.display()))
+}
+
 /// Refuses a teacher that would make a distillation run's numbers wrong, saying why: one whose
 /// outputs are other labels or in another order (its probabilities would teach the wrong
 /// classes), or, where the run holds out validation images, one that trained on them (another
 /// seed's split, other FERPlus labels, or none held out): the student would learn those images'
 /// answers from it and score too well on them.
 fn check_teacher(dir: &Path, cfg: &TrainConfig, labels: &[Emotion]) -> Result<()> {
-    let json = std::fs::read(dir.join("manifest.json"))
-        .with_context(|| format!("reading the teacher's {}/manifest.json", dir.display()))?;
-    let manifest = ModelManifest::from_json(&json).with_context(|| format!("the teacher {}", dir.display()))?;
+    let manifest = read_manifest(dir).with_context(|| format!("the teacher {}", dir.display()))?;
     anyhow::ensure!(
         manifest.labels.len() != labels.len() || manifest.labels == labels,
         "the teacher {} has the labels {:?}, this run {:?} (the same, in the same order, are needed)",

@@ -61,6 +61,24 @@ pub struct TrainConfig {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// With --init, keep its classification head too (the run's labels must be its labels, in
+    /// its order): the network goes on from what it knows, on other inputs (--app-crops), instead
+    /// of learning its classes again.
+    #[arg(long, requires = "init")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_head: bool,
+    /// Train and validate on the crops the app cuts instead of the dataset's: each image,
+    /// upscaled into a larger frame, is found by the app's detector and cut with the crop
+    /// convention of the --init model (else the shipped model's), as `crop-check` measures.
+    /// Validation then scores what the app delivers. The crops are cached (`$MIEN_CACHE`).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub app_crops: bool,
+    /// The crop convention --app-crops cut with, resolved when the run starts and saved with it,
+    /// so that a resumed run, `evaluate --validation` and the model's manifest crop alike.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_crop: Option<mien::align::CropConfig>,
     /// A labels-override CSV (`id,label` lines, ids as the trainer names images, e.g.
     /// `S005/001/S005_001_00000011.png`): labels that replace the dataset's own, as a study
     /// labels by hand the images its dataset leaves unlabelled or labels wrong.

@@ -31,7 +31,8 @@ pub fn load_weights(path: &Path, cfg: &TrainConfig, num_classes: usize, device: 
     Ok(net)
 }
 
-/// A network with the trained layers of the model folder `dir` and a fresh head.
+/// A network with the trained layers of the model folder `dir` and a fresh head (or its own,
+/// with `--keep-head`).
 pub fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Device) -> Result<ExpressionNet> {
     let manifest: mien::ModelManifest = serde_json::from_slice(
         &std::fs::read(dir.join("manifest.json"))
@@ -50,6 +51,15 @@ pub fn init_from(dir: &Path, cfg: &TrainConfig, num_classes: usize, device: &Dev
         cfg.input_size
     );
     let net = load_weights(&dir.join("classifier.safetensors"), cfg, manifest.labels.len(), device)?;
+    if cfg.keep_head {
+        anyhow::ensure!(
+            manifest.labels.len() == num_classes,
+            "--keep-head: the model in {} has {} classes, this run {num_classes}",
+            dir.display(),
+            manifest.labels.len()
+        );
+        return Ok(net);
+    }
     Ok(net.with_fresh_head(num_classes, device))
 }
 
