@@ -17,6 +17,16 @@ pub fn pretty<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
     serde_json::to_vec_pretty(&v)
 }
 
+/// Whether `a` and `b` are equal as [`pretty`] writes them: settings read back from a report
+/// compared with a run's own, whose floats the file holds rounded (0.05 as an f32 reads back as
+/// 0.0500000007, not as the 0.05000000074505806 it serialises to).
+pub fn same_as_written(a: &Value, b: &Value) -> bool {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    round_floats(&mut a);
+    round_floats(&mut b);
+    a == b
+}
+
 fn round_floats(v: &mut Value) {
     match v {
         Value::Number(n) if n.is_f64() => {

@@ -87,7 +87,10 @@ pub fn run(data: &Path, trials: usize, folds: usize, base: &TrainConfig, leaderb
     let mut board: Vec<Trial> = std::fs::read(leaderboard)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .filter(|v| v["base"] == serde_json::to_value(base).unwrap_or_default() && v["folds"] == folds)
+        .filter(|v| {
+            crate::json::same_as_written(&v["base"], &serde_json::to_value(base).unwrap_or_default())
+                && v["folds"] == folds
+        })
         .and_then(|v| serde_json::from_value(v["trials"].clone()).ok())
         .unwrap_or_default();
     if !board.is_empty() {

@@ -39,7 +39,7 @@ pub fn run(a: Args) -> Result<()> {
 fn finished_folds(report: &Path, cfg: &TrainConfig, folds: usize, labels: &[String]) -> Vec<Report> {
     let Ok(bytes) = std::fs::read(report) else { return Vec::new() };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
-    let same = v["meta"]["train_config"] == serde_json::to_value(cfg).unwrap_or_default()
+    let same = crate::json::same_as_written(&v["meta"]["train_config"], &serde_json::to_value(cfg).unwrap_or_default())
         && v["meta"]["folds_requested"] == folds
         && v["labels"] == serde_json::to_value(labels).unwrap_or_default();
     if !same {
@@ -103,6 +103,11 @@ fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: bool)
     let done = if resume { finished_folds(report, cfg, folds, &names) } else { Vec::new() };
     if !done.is_empty() {
         eprintln!("resuming: {} of {folds} folds already in {}", done.len(), report.display());
+    } else if resume && report.exists() {
+        eprintln!(
+            "--resume: {} holds no folds of a run with these settings (dataset labels, --folds, training options); starting over",
+            report.display()
+        );
     }
     let started = std::time::Instant::now();
     let subjects_n = distinct.len();
@@ -136,4 +141,33 @@ fn cv(data: &Path, folds: usize, cfg: &TrainConfig, report: &Path, resume: bool)
     crate::plots::confusion_png(&png, &names, &summary.pooled.counts)?;
     eprintln!("confusion matrix plot written to {}", png.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mien::metrics::ConfusionMatrix;
+
+    /// A report written as `cv` writes it (floats rounded) gives its folds back to a run with
+    /// the same settings, and none to a run with others.
+    #[test]
+    fn resume_reuses_the_folds_of_a_report_written_with_the_same_settings() {
+        let cfg = TrainConfig { epochs: 24, lr: 0.001, label_smoothing: 0.05, ..TrainConfig::default() };
+        let names = vec!["happiness".to_string(), "sadness".to_string()];
+        let mut m = ConfusionMatrix::new(names.clone());
+        m.counts[0][0] = 3;
+        m.counts[1][0] = 1;
+        let mut fold = Report::from_confusion(&m);
+        fold.meta.insert("flip_average".into(), true.into());
+        let mut value = serde_json::to_value(Report::from_confusion(&m)).unwrap();
+        value["meta"]["train_config"] = serde_json::to_value(&cfg).unwrap();
+        value["meta"]["folds_requested"] = 10.into();
+        value["folds"] = serde_json::to_value([fold]).unwrap();
+        let path = std::env::temp_dir().join(format!("mien-cv-resume-{}.json", std::process::id()));
+        write_report(&path, &value).unwrap();
+        assert_eq!(finished_folds(&path, &cfg, 10, &names).len(), 1);
+        assert!(finished_folds(&path, &TrainConfig { lr: 0.002, ..cfg.clone() }, 10, &names).is_empty());
+        assert!(finished_folds(&path, &cfg, 5, &names).is_empty());
+        std::fs::remove_file(&path).ok();
+    }
 }
