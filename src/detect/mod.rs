@@ -10,6 +10,7 @@ pub mod boxes;
 mod config;
 pub mod nets;
 pub mod resample;
+pub mod turn;
 
 use std::borrow::Cow;
 
@@ -20,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use crate::frame::Frame;
 use crate::weights::{load_pytorch_safetensors, WeightsError};
 use boxes::{crop_window, nms, overlap_of, padded_window, regress, square, Candidate, Overlap};
-pub use config::{DetectorConfig, EdgeSearch, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE, PHOTO_FACE_PIXELS};
+pub use config::{
+    DetectorConfig, EdgeSearch, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE, PHOTO_FACE_PIXELS, TURNED_LOOK_ANGLES,
+    TURNED_LOOK_SCORE,
+};
 pub use nets::{ONet, PNet, RNet};
 pub use resample::Padding;
 use resample::{pad_planar, resize_area_into, resize_area_padded_into};
@@ -189,15 +193,64 @@ impl FaceDetector {
         cfg.validate()?;
         let min_face = cfg.min_face_in(frame.width(), frame.height());
         let (working, kx, ky) = working_copy(frame, min_face, None)?;
-        let candidates = self.stage1(frame, &working, min_face, cfg).await?;
+        let faces = self.cascade(frame, &working, (kx, ky), min_face, cfg).await?;
+        match cfg.turned_look {
+            Some(score) if faces.is_empty() => self.turned_look(&working, (kx, ky), min_face, score, cfg).await,
+            _ => Ok(faces),
+        }
+    }
+
+    /// The three stages on `frame`, whose pixels are read from `working` (the frame scaled by
+    /// `scale`).
+    async fn cascade(
+        &self,
+        frame: &Frame,
+        working: &Frame,
+        scale: (f32, f32),
+        min_face: f32,
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Face>, DetectError> {
+        let candidates = self.stage1(frame, working, min_face, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let candidates = self.stage2(&working, (kx, ky), candidates, cfg).await?;
+        let candidates = self.stage2(working, scale, candidates, cfg).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        self.stage3(&working, (kx, ky), candidates, cfg).await
+        self.stage3(working, scale, candidates, cfg).await
+    }
+
+    /// The turned look ([`DetectorConfig::turned_look`]): the cascade on `working` rotated by each
+    /// of [`TURNED_LOOK_ANGLES`], the faces kept at `score` and with plausible landmarks, in the
+    /// frame's pixels (the working copy scaled by `1 / scale`), best score first.
+    async fn turned_look(
+        &self,
+        working: &Frame,
+        (kx, ky): (f32, f32),
+        min_face: f32,
+        score: f32,
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Face>, DetectError> {
+        let fill = match cfg.edges.padding {
+            Some(Padding::Fill(v)) => v,
+            _ => 128,
+        };
+        let mut found = Vec::new();
+        for degrees in TURNED_LOOK_ANGLES {
+            let turned = turn::turn(working, degrees, fill);
+            let faces = self.cascade(&turned.frame, &turned.frame, (1.0, 1.0), min_face * kx.max(ky), cfg).await?;
+            found.extend(
+                faces
+                    .iter()
+                    .filter(|f| f.score >= score && turn::plausible_landmarks(f))
+                    .map(|f| turned.face_back(f).scaled(1.0 / kx, 1.0 / ky)),
+            );
+        }
+        let boxes: Vec<Candidate> = found.iter().map(|f| Candidate::of_box(f.bbox, f.score)).collect();
+        let mut faces: Vec<Face> = nms(&boxes, 0.5, Overlap::Min).into_iter().map(|i| found[i].clone()).collect();
+        faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(faces)
     }
 
     /// Follows faces found in an earlier frame of the same video: O-Net alone looks at a square

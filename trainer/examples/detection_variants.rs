@@ -2,16 +2,18 @@
 //! test splits are never read), and how many faces it raises where there are none.
 //!
 //! ```sh
-//! cargo run -p mien-trainer --example detection_variants -- ../shared/data/fer2013 200 \
-//!     edges=clipped,look=off edges=grey,look=off edges=grey,look=0.95 edges=grey,look=off,th=0.2/0.2/0.7
+//! cargo run -p mien-trainer --example detection_variants -- ../shared/data/fer2013 1000 \
+//!     turn=off turn=0.95 turn=0.97 turn=0.99
 //! ```
 //!
-//! Each variant is `key=value` pairs: `edges` (`clipped`: facenet-pytorch's crops and pyramid;
-//! `grey`, `edge`, `black`: padded crops and pyramid with that fill), `look` (the second look's
-//! O-Net score, or `off`) and `th` (the three stage thresholds). The images are a seeded sample,
-//! each pasted into the crop check's 400×400 frame and given as it is (48×48). The faceless
-//! frames are the faceless fixtures and square cuts of the fixture photos away from every
-//! reference face.
+//! Each variant is `key=value` pairs over the default settings: `edges` (`clipped`:
+//! facenet-pytorch's crops and pyramid; `grey`, `edge`, `black`: padded crops and pyramid with
+//! that fill), `look` (the second look's O-Net score, or `off`), `turn` (the turned look's O-Net
+//! score, or `off`) and `th` (the three stage thresholds). The images are a seeded sample, each
+//! pasted into the crop check's 400×400 frame and given as it is (48×48). The faceless frames are
+//! the faceless fixtures and square cuts of the fixture photos away from every reference face.
+//! With `MISSED_MONTAGE=DIR`, each variant writes the images it missed in a frame, and the crops
+//! of the faces it raised on faceless frames, as PNG sheets into `DIR` for a person to look at.
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -80,11 +82,12 @@ fn variant(spec: &str) -> Result<DetectorConfig> {
                 }
             }
             "look" => config.second_look = if value == "off" { None } else { Some(value.parse()?) },
+            "turn" => config.turned_look = if value == "off" { None } else { Some(value.parse()?) },
             "th" => {
                 let t: Vec<f32> = value.split('/').map(str::parse).collect::<Result<_, _>>()?;
                 config.thresholds = t.try_into().map_err(|_| anyhow::anyhow!("th={value}: three thresholds"))?;
             }
-            _ => bail!("{key}: edges, look or th"),
+            _ => bail!("{key}: edges, look, turn or th"),
         }
     }
     Ok(config)
@@ -113,18 +116,55 @@ fn main() -> Result<()> {
         let mut rng = SplitMix64::new(42);
         let (mut in_frame, mut as_is) = (0, 0);
         let started = std::time::Instant::now();
+        let mut missed: Vec<&[u8]> = Vec::new();
         for e in &examples {
-            in_frame += usize::from(!framed.detect(&synthetic_frame(&e.pixels, 48, &mut rng)?)?.is_empty());
+            let found = !framed.detect(&synthetic_frame(&e.pixels, 48, &mut rng)?)?.is_empty();
+            in_frame += usize::from(found);
+            if !found {
+                missed.push(&e.pixels);
+            }
             as_is += usize::from(!bare.detect(&Frame::from_gray(48, 48, &e.pixels)?)?.is_empty());
+        }
+        if let Some(dir) = std::env::var_os("MISSED_MONTAGE") {
+            // The images missed in a frame, 16 a row, for a person to look at.
+            let cols = 16u32;
+            let rows = (missed.len() as u32).div_ceil(cols).max(1);
+            let mut sheet = image::GrayImage::new(cols * 50, rows * 50);
+            for (i, pixels) in missed.iter().enumerate() {
+                let (c, r) = (i as u32 % cols, i as u32 / cols);
+                for (k, &p) in pixels.iter().enumerate() {
+                    sheet.put_pixel(c * 50 + k as u32 % 48, r * 50 + k as u32 / 48, image::Luma([p]));
+                }
+            }
+            let path = std::path::Path::new(&dir).join(format!("missed-{}.png", spec.replace([',', '=', '/'], "_")));
+            sheet.save(&path)?;
         }
         let ms = 1000.0 * started.elapsed().as_secs_f64() / examples.len().max(1) as f64;
         let mut false_faces = Vec::new();
-        for f in &negatives {
-            false_faces.extend(bare.detect(f)?.iter().map(|f| format!("{:.2}", f.score)));
+        let mut false_crops = Vec::new();
+        let started = std::time::Instant::now();
+        for frame in &negatives {
+            for f in bare.detect(frame)? {
+                false_faces.push(format!("{:.2}", f.score));
+                let crop = mien::align::crop_face(frame, &f, &classifier.manifest().crop);
+                false_crops.push(crop.pixels);
+            }
+        }
+        let faceless_ms = 1000.0 * started.elapsed().as_secs_f64() / negatives.len().max(1) as f64;
+        if let Some(dir) = std::env::var_os("MISSED_MONTAGE") {
+            let size = classifier.manifest().input_size;
+            let mut sheet = image::GrayImage::new(false_crops.len().max(1) as u32 * (size + 2), size);
+            for (i, pixels) in false_crops.iter().enumerate() {
+                for (k, &p) in pixels.iter().enumerate() {
+                    sheet.put_pixel(i as u32 * (size + 2) + k as u32 % size, k as u32 / size, image::Luma([p]));
+                }
+            }
+            let path = std::path::Path::new(&dir).join(format!("false-{}.png", spec.replace([',', '=', '/'], "_")));
+            sheet.save(&path)?;
         }
         let pct = |k: usize| 100.0 * k as f64 / examples.len().max(1) as f64;
         println!(
-            "{spec:40} in a frame {:.1} %  as it is {:.1} %  faces on faceless frames {} [{}]  {ms:.0} ms per image pair",
+            "{spec:40} in a frame {:.1} %  as it is {:.1} %  faces on faceless frames {} [{}]  {ms:.0} ms per image pair, {faceless_ms:.0} per faceless frame",
             pct(in_frame),
             pct(as_is),
             false_faces.len(),

@@ -355,6 +355,10 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
     let t1 = now();
     let faces = match &job.step {
         Step::Detect => state.detector.detect_with(&photo.frame, &config).await,
+        Step::DetectUpright => {
+            let upright = mien::DetectorConfig { turned_look: None, ..config.clone() };
+            state.detector.detect_with(&photo.frame, &upright).await
+        }
         Step::Follow(priors) => state.detector.follow_with(&photo.frame, priors, &config).await,
         Step::Refresh(priors) => state.detector.refresh_with(&photo.frame, priors, &config).await,
     }
