@@ -33,9 +33,10 @@ struct Line<'a> {
 /// Each photo is decoded to its bounded working frame ([`Frame::decode_photo`]) and answered by
 /// [`mien::pipeline::analyze_photo`], one after another: a photo that fails is reported and the
 /// others go on.
-pub fn run(images: &[PathBuf], min_face: f32, min_face_fraction: f32, json: bool) -> Result<ExitCode> {
+pub fn run(images: &[PathBuf], min_face: f32, min_face_fraction: f32, upright: bool, json: bool) -> Result<ExitCode> {
     let det = detector(min_face)?;
-    let config = DetectorConfig { min_face_fraction, ..det.config().clone() };
+    let turned_look = if upright { None } else { det.config().turned_look };
+    let config = DetectorConfig { min_face_fraction, turned_look, ..det.config().clone() };
     config.validate()?;
     let mut failures = 0;
     for path in images {

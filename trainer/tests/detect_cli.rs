@@ -51,3 +51,43 @@ fn json_lines_per_image_and_errors_do_not_stop_the_others() {
     assert!(lines[1]["error"].as_str().unwrap().contains("not an image"), "{}", lines[1]);
     assert_eq!(lines[2]["faces"].as_array().unwrap().len(), 0);
 }
+
+/// `--upright` leaves out the turned look: heads turned far from upright are found without it
+/// and not with it.
+#[test]
+fn upright_skips_the_search_for_heads_tilted_far() {
+    let dir = std::env::temp_dir().join(format!("mien-cli-upright-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for name in ["grace_hopper.jpg", "obama_portrait_small.jpg", "chris_pratt.jpg", "astronaut_eileen_collins.png"] {
+        let photo = mien::Frame::decode(&std::fs::read(fixture(&format!("faces/{name}"))).unwrap()).unwrap();
+        for degrees in [-75.0f32, 75.0] {
+            let turned = mien::detect::turn::turn(&photo, degrees, 128).frame;
+            let path = dir.join(format!("{name}.{degrees}.png"));
+            image::RgbImage::from_raw(turned.width(), turned.height(), turned.rgb().to_vec())
+                .unwrap()
+                .save(&path)
+                .unwrap();
+            files.push(path);
+        }
+    }
+    let with_faces = |upright: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mien-trainer"));
+        cmd.args(["detect", "--json"]).args(&files);
+        if upright {
+            cmd.arg("--upright");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !serde_json::from_str::<serde_json::Value>(l).unwrap()["faces"].as_array().unwrap().is_empty())
+            .count()
+    };
+    let (turned, upright) = (with_faces(false), with_faces(true));
+    std::fs::remove_dir_all(&dir).ok();
+    eprintln!("photos turned ±75° with a face found: {turned} of {}, {upright} with --upright", files.len());
+    assert!(turned > upright, "{turned} found with the turned look, {upright} without");
+    assert!(turned >= files.len() - 1, "{turned} of {}", files.len());
+}

@@ -19,6 +19,11 @@ pub struct Args {
     /// time and memory that grow with the photo's area; 0 searches every face down to --min-face.
     #[arg(long, default_value_t = mien::detect::DEFAULT_MIN_FACE_FRACTION)]
     pub min_face_fraction: f32,
+    /// Skip the turned look: where no face is found, do not search the image again rotated.
+    /// Images without a face take about a fifth of the time; heads tilted far from upright are
+    /// missed.
+    #[arg(long)]
+    pub upright: bool,
     /// One JSON object per line and image instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -28,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let code = crate::detect::run(&a.images, a.min_face, a.min_face_fraction, a.json)?;
+    let code = crate::detect::run(&a.images, a.min_face, a.min_face_fraction, a.upright, a.json)?;
     if a.peak_memory {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         match status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
