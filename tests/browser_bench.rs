@@ -6,14 +6,15 @@
 //! - many photos: 200 12-megapixel JPEGs dropped at once, the time to answer them all and the
 //!   browser's peak memory meanwhile (the proportional set size of every Chromium process);
 //! - live: frames per second, latency, per-stage times and Chromium's CPU time per frame of the
-//!   live page fed by a fake camera (a 640×480 video of the same frame at 60 frames/s), the
-//!   time from navigation to the first classified frame, cold (fresh profile) and on a reload,
-//!   and the frames until a face coming into view is labelled;
+//!   live page fed by a fake camera (a 640×480 video of the same frame at 60 frames/s;
+//!   `MIEN_BENCH_FRAME` names another picture, one without a face say), the time from
+//!   navigation to the first classified frame, cold (fresh profile) and on a reload, and the
+//!   frames until a face coming into view is labelled;
 //! - Human beside the live page: the JavaScript tool people use for this, on the same fake camera
 //!   in the same Chromium, right before the live page's CPU path;
 //! - PublicTest: FER2013's test images dropped on the photos page, in a frame and as they are:
 //!   faces found, end-to-end accuracy, and whether the page answers as the native pipeline does
-//!   (about 30 minutes for all 3,589 on a 2-core CPU; `MIEN_BENCH_FACES` takes a subset).
+//!   (about 7–30 minutes for all 3,589 on a 2-core CPU; `MIEN_BENCH_FACES` takes a subset).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -357,7 +358,10 @@ async fn live_entering_face(fps: u32) {
 #[ignore = "benchmark: run `cargo xtask bench`"]
 async fn bench_live_in_chromium() {
     let dir = TempDir::new("live-bench");
-    let frame = common::fixture("bench/astronaut_640x480.jpg");
+    // MIEN_BENCH_FRAME: another picture for the camera (one without a face, say).
+    let frame = std::env::var_os("MIEN_BENCH_FRAME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::fixture("bench/astronaut_640x480.jpg"));
     // The camera at 60 frames/s, so the page's own rate is what limits it.
     let fps = std::env::var("MIEN_BENCH_CAMERA_FPS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let video = fake_camera_video(&dir, &frame, &[], fps, 2);
