@@ -56,19 +56,19 @@ pub async fn webgpu_adapter() -> Option<Adapter> {
 /// asked for (and the browser has an adapter), or when *Auto* will use or time a hardware
 /// adapter. `remembered` is what *Auto* measured on an earlier visit.
 pub async fn engine_for(backend: Backend, remembered: Option<&AutoChoice>) -> Engine {
-    let adapter = match backend {
+    let auto = match backend {
         Backend::Cpu => return Engine::Cpu,
-        _ => webgpu_adapter().await,
+        Backend::WebGpu => false,
+        Backend::Auto => true,
     };
-    let Some(adapter) = adapter else { return Engine::Cpu };
-    match backend {
-        Backend::Cpu => Engine::Cpu,
-        Backend::WebGpu => Engine::WebGpu,
-        Backend::Auto => match remembered.filter(|c| c.adapter == adapter.name) {
-            Some(c) if c.chosen == ActiveBackend::Cpu => Engine::Cpu,
-            Some(_) => Engine::WebGpu,
-            None if adapter.software => Engine::Cpu,
-            None => Engine::WebGpu,
-        },
+    let Some(adapter) = webgpu_adapter().await else { return Engine::Cpu };
+    if !auto {
+        return Engine::WebGpu;
+    }
+    match remembered.filter(|c| c.adapter == adapter.name) {
+        Some(c) if c.chosen == ActiveBackend::Cpu => Engine::Cpu,
+        Some(_) => Engine::WebGpu,
+        None if adapter.software => Engine::Cpu,
+        None => Engine::WebGpu,
     }
 }
