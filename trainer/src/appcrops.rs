@@ -8,7 +8,8 @@
 //! is (a photo that is only a face) is searched; where neither does, the dataset crop stays.
 //!
 //! Detection takes a few minutes for FER2013's training images, so the crops are cached under
-//! `$MIEN_CACHE/app-crops`, keyed by the images, the crop convention and the seed.
+//! `$MIEN_CACHE/app-crops`, keyed by the images, the crop convention, the detector's settings and
+//! the seed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,7 +70,7 @@ pub fn to_app_crops(examples: &mut [Example], crop: &CropConfig, seed: u64, what
         examples.iter().all(|e| e.pixels.len() == area),
         "--app-crops needs face crops of {side}×{side} (the model's input)"
     );
-    let path = cache_path(examples, crop, seed);
+    let path = cache_path(examples, crop, &DetectorConfig::default(), seed);
     let made = match read_cache(&path, examples.len(), area) {
         Some(made) => {
             eprintln!("{what}: the app's crops from {}", path.display());
@@ -159,7 +160,7 @@ fn make(examples: &[Example], crop: &CropConfig, seed: u64, what: &str) -> Resul
 }
 
 /// FNV-1a over everything that decides the crops.
-fn cache_path(examples: &[Example], crop: &CropConfig, seed: u64) -> PathBuf {
+fn cache_path(examples: &[Example], crop: &CropConfig, detector: &DetectorConfig, seed: u64) -> PathBuf {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -172,6 +173,8 @@ fn cache_path(examples: &[Example], crop: &CropConfig, seed: u64) -> PathBuf {
     eat(&crop.margin.to_bits().to_le_bytes());
     eat(&crop.shift.to_bits().to_le_bytes());
     eat(&[crop.align as u8]);
+    // The detector's settings (the turned look, say): other settings find other faces.
+    eat(serde_json::to_string(detector).unwrap_or_default().as_bytes());
     eat(&(examples.len() as u64).to_le_bytes());
     for e in examples {
         eat(&e.pixels);
@@ -215,6 +218,17 @@ fn write_cache(path: &std::path::Path, made: &[(Source, Vec<u8>)]) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Crops that other detector settings made are not read as this one's.
+    #[test]
+    fn the_cache_of_other_detector_settings_is_another() {
+        let examples = vec![Example { pixels: vec![7; 4], label: 0, soft: None }];
+        let crop = CropConfig::default();
+        let now = DetectorConfig::default();
+        let upright = DetectorConfig { turned_look: None, ..now.clone() };
+        assert_eq!(cache_path(&examples, &crop, &now, 1), cache_path(&examples, &crop, &now, 1));
+        assert_ne!(cache_path(&examples, &crop, &now, 1), cache_path(&examples, &crop, &upright, 1));
+    }
 
     /// A cache that is cut short or holds a bad byte is recomputed, never half-read.
     #[test]
