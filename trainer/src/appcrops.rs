@@ -90,7 +90,7 @@ pub fn to_app_crops(examples: &mut [Example], crop: &CropConfig, seed: u64, what
             Source::Dataset => counts.kept += 1,
         }
         if source != Source::Dataset {
-            e.pixels = pixels;
+            e.dataset_pixels = Some(std::mem::replace(&mut e.pixels, pixels));
         }
     }
     eprintln!("{what}: {counts}");
@@ -222,7 +222,7 @@ mod tests {
     /// Crops that other detector settings made are not read as this one's.
     #[test]
     fn the_cache_of_other_detector_settings_is_another() {
-        let examples = vec![Example { pixels: vec![7; 4], label: 0, soft: None }];
+        let examples = vec![Example { pixels: vec![7; 4], label: 0, soft: None, dataset_pixels: None }];
         let crop = CropConfig::default();
         let now = DetectorConfig::default();
         let upright = DetectorConfig { turned_look: None, ..now.clone() };

@@ -37,6 +37,7 @@ pub fn examples_of(dataset: &Dataset, crop: &CropConfig) -> Result<Examples> {
                     pixels: c.pixels,
                     label: labels.iter().position(|&l| l == sample.label).unwrap_or(0),
                     soft: sample.votes.as_ref().map(|v| soft_target(v, &labels)),
+                    dataset_pixels: None,
                 });
                 subjects.push(sample.subject.clone());
             }

@@ -41,14 +41,19 @@ fn the_app_crops_of_face_crops_are_the_faces_found_again_and_are_cached() {
     for name in ["obama_portrait_small.jpg", "apollo11_crew.jpg"] {
         let frame = mien::Frame::from_dynamic(&image::open(fixtures.join("faces").join(name)).unwrap());
         for face in det.detect(&frame).unwrap() {
-            examples.push(Example { pixels: crop_face(&frame, &face, &crop).pixels, label: 0, soft: None });
+            examples.push(Example {
+                pixels: crop_face(&frame, &face, &crop).pixels,
+                label: 0,
+                soft: None,
+                dataset_pixels: None,
+            });
         }
     }
     let faces = examples.len();
     assert!(faces >= 4, "{faces} fixture faces");
     let coffee = image::open(fixtures.join("no_faces/coffee.png")).unwrap().to_luma8();
     let coffee = image::imageops::resize(&coffee, 48, 48, image::imageops::FilterType::Triangle).into_raw();
-    examples.push(Example { pixels: coffee.clone(), label: 0, soft: None });
+    examples.push(Example { pixels: coffee.clone(), label: 0, soft: None, dataset_pixels: None });
     let originals: Vec<Vec<u8>> = examples.iter().map(|e| e.pixels.clone()).collect();
 
     let mut first = examples.clone();

@@ -77,8 +77,10 @@ fn trainer_evaluation_answers_as_the_app_does() {
         })
         .collect();
     assert!(crops.len() >= 8);
-    let examples: Vec<Example> =
-        crops.iter().map(|c| Example { pixels: c.pixels.clone(), label: 0, soft: None }).collect();
+    let examples: Vec<Example> = crops
+        .iter()
+        .map(|c| Example { pixels: c.pixels.clone(), label: 0, soft: None, dataset_pixels: None })
+        .collect();
     let net = load_weights(&dir.join("classifier.safetensors"), &cfg, m.labels.len(), &Device::flex()).unwrap();
     let trainer = probabilities(&net, &examples, &cfg, Inference::FlipAverage);
     let plain = probabilities(&net, &examples, &cfg, Inference::Plain);

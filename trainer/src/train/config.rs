@@ -147,6 +147,13 @@ pub struct Distill {
     /// so its gradients keep their size as T changes).
     #[arg(long = "distill-temperature", id = "distill.temperature", value_name = "T", default_value_t = 4.0)]
     pub temperature: f32,
+    /// With --app-crops: the teachers see each image's dataset crop (what they learnt on), the
+    /// student the app's crop of the same image, both under the same augmentation. The student
+    /// then learns to answer from the app's crop what the teachers answer from the crop they
+    /// know, instead of copying the teachers' guesses on crops they never saw.
+    #[arg(long = "teacher-sees-dataset-crops", id = "distill.dataset_crops")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dataset_crops: bool,
 }
 
 /// A list of teacher folders, or the single folder configs saved before there could be several.
@@ -274,6 +281,10 @@ impl TrainConfig {
         if let Some(d) = &self.distill {
             check(!d.teachers.is_empty(), "--teacher: distillation needs at least one teacher".into())?;
             check(d.weight > 0.0 && d.weight <= 1.0, format!("--distill-weight {} (expected 0 < w ≤ 1)", d.weight))?;
+            check(
+                !d.dataset_crops || self.app_crops,
+                "--teacher-sees-dataset-crops without --app-crops: the student sees the dataset crops too".into(),
+            )?;
             check(
                 d.temperature > 0.0 && d.temperature <= 100.0,
                 format!("--distill-temperature {} (expected 0 < T ≤ 100)", d.temperature),

@@ -41,6 +41,9 @@ pub struct Example {
     pub label: usize,
     /// A soft target (probabilities in label-list order) where the dataset has one (FERPlus votes).
     pub soft: Option<Vec<f32>>,
+    /// The dataset's own crop, where `pixels` holds another (the app's, with --app-crops): what
+    /// teachers that learnt on dataset crops are shown with --teacher-sees-dataset-crops.
+    pub dataset_pixels: Option<Vec<u8>>,
 }
 
 pub struct Trained {
@@ -178,11 +181,19 @@ mod tests {
         refused(TrainConfig { layout: 0, ..TrainConfig::default() }, "--layout");
         refused(TrainConfig { last_epoch: true, ..TrainConfig::default() }, "--last-epoch");
         refused(TrainConfig { no_validation: true, ..TrainConfig::default() }, "--no-validation");
-        let distill = |weight, temperature| Some(Distill { teachers: vec!["t".into()], weight, temperature });
-        let untaught = Distill { teachers: vec![], weight: 0.7, temperature: 4.0 };
+        let distill = |weight, temperature| {
+            Some(Distill { teachers: vec!["t".into()], weight, temperature, dataset_crops: false })
+        };
+        let untaught = Distill { teachers: vec![], weight: 0.7, temperature: 4.0, dataset_crops: false };
         refused(TrainConfig { distill: Some(untaught), ..TrainConfig::default() }, "--teacher");
         refused(TrainConfig { distill: distill(0.0, 4.0), ..TrainConfig::default() }, "--distill-weight");
         refused(TrainConfig { distill: distill(0.7, 0.0), ..TrainConfig::default() }, "--distill-temperature");
+        let across = Distill { teachers: vec!["t".into()], weight: 0.7, temperature: 4.0, dataset_crops: true };
+        refused(
+            TrainConfig { distill: Some(across.clone()), ..TrainConfig::default() },
+            "--teacher-sees-dataset-crops",
+        );
+        TrainConfig { distill: Some(across), app_crops: true, ..TrainConfig::default() }.validate().unwrap();
         TrainConfig::default().validate().unwrap();
         TrainConfig { last_epoch: true, patience: 0, ..TrainConfig::default() }.validate().unwrap();
     }
@@ -207,6 +218,7 @@ mod tests {
             pixels: vec![if label == 0 { 40 } else { 200 } + (i % 7) as u8; 48 * 48],
             label,
             soft: None,
+            dataset_pixels: None,
         };
         let train_set: Vec<Example> = (0..32).map(|i| ex(i, i % 2)).collect();
         let val: Vec<Example> = (0..8).map(|i| Example { label: 1 - i % 2, ..ex(i, i % 2) }).collect();

@@ -21,20 +21,46 @@ pub(crate) fn batch(
     rng: Option<&mut SplitMix64>,
     device: &Device,
 ) -> (Tensor<4>, Vec<usize>) {
+    let (x, _, labels) = batch_with_dataset_crops(examples, idx, cfg, rng, false, device);
+    (x, labels)
+}
+
+/// [`batch`], and with `dataset_crops` also the batch of the same images' dataset crops
+/// ([`Example::dataset_pixels`], else `pixels`), each augmented exactly as its counterpart: the
+/// generator is replayed from the same state, so `rng` ends where [`batch`] leaves it.
+pub(crate) fn batch_with_dataset_crops(
+    examples: &[Example],
+    idx: &[usize],
+    cfg: &TrainConfig,
+    rng: Option<&mut SplitMix64>,
+    dataset_crops: bool,
+    device: &Device,
+) -> (Tensor<4>, Option<Tensor<4>>, Vec<usize>) {
     let s = cfg.input_size as usize;
     let mut data = Vec::with_capacity(idx.len() * s * s);
+    let mut dataset = Vec::with_capacity(if dataset_crops { idx.len() * s * s } else { 0 });
     let mut labels = Vec::with_capacity(idx.len());
     let mut rng = rng;
+    let normalised = |px: Vec<f32>| px.into_iter().map(|p| (p / 255.0 - cfg.mean) / cfg.std);
+    let px = |pixels: &[u8], r: Option<&mut SplitMix64>| -> Vec<f32> {
+        match r {
+            Some(r) if cfg.augment > 0.0 => augment(pixels, cfg.input_size, &Augment::scaled(cfg.augment), r),
+            _ => pixels.iter().map(|&p| p as f32).collect(),
+        }
+    };
     for &i in idx {
         let ex = &examples[i];
-        let px: Vec<f32> = match rng.as_deref_mut() {
-            Some(r) if cfg.augment > 0.0 => augment(&ex.pixels, cfg.input_size, &Augment::scaled(cfg.augment), r),
-            _ => ex.pixels.iter().map(|&p| p as f32).collect(),
-        };
-        data.extend(px.into_iter().map(|p| (p / 255.0 - cfg.mean) / cfg.std));
+        let before = rng.as_deref().cloned();
+        data.extend(normalised(px(&ex.pixels, rng.as_deref_mut())));
+        if dataset_crops {
+            let mut replay = before;
+            dataset.extend(normalised(px(ex.dataset_pixels.as_deref().unwrap_or(&ex.pixels), replay.as_mut())));
+        }
         labels.push(ex.label);
     }
-    (Tensor::from_data(TensorData::new(data, [idx.len(), 1, s, s]), device), labels)
+    let x = Tensor::from_data(TensorData::new(data, [idx.len(), 1, s, s]), device);
+    let dataset = dataset_crops.then(|| Tensor::from_data(TensorData::new(dataset, [idx.len(), 1, s, s]), device));
+    (x, dataset, labels)
 }
 
 /// One thread's part of a training step: its own fork of the network (fresh autodiff leaves, so
@@ -43,6 +69,8 @@ pub(crate) fn batch(
 struct Part {
     net: ExpressionNet,
     x: Tensor<4>,
+    /// The same images' dataset crops, for the teachers (`--teacher-sees-dataset-crops`).
+    x_dataset: Option<Tensor<4>>,
     /// The dropout mask with several lanes; with one, dropout draws its own inside the network,
     /// as it always did.
     keep: Option<Tensor<2>>,
@@ -80,11 +108,12 @@ impl PartLoss<'_> {
             TensorData::new(p.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [p.labels.len()]),
             device,
         );
-        // The teachers see the same augmented images, without autodiff: a constant target.
+        // The teachers see the same augmented images (or their dataset crops), without autodiff:
+        // a constant target.
         let taught = self.teachers.as_ref().map(|(teachers, d)| {
-            let log_soft = |t: &ExpressionNet| {
-                burn::tensor::activation::log_softmax(t.forward(p.x.clone().inner()) / d.temperature, 1)
-            };
+            let seen = p.x_dataset.clone().unwrap_or_else(|| p.x.clone()).inner();
+            let log_soft =
+                |t: &ExpressionNet| burn::tensor::activation::log_softmax(t.forward(seen.clone()) / d.temperature, 1);
             let log_soft = match teachers.as_slice() {
                 [one] => log_soft(one),
                 // The ensemble's probabilities, their mean (kept off 0, where a probability
@@ -234,7 +263,9 @@ impl<'a> Lanes<'a> {
         let parts: Vec<&[usize]> = idx.chunks(idx.len().div_ceil(cfg.lanes)).collect();
         let mut inline = None;
         for (k, part) in parts.iter().enumerate() {
-            let (x, labels) = batch(train, part, cfg, Some(&mut *rng), device);
+            let dataset_crops = cfg.distill.as_ref().is_some_and(|d| d.dataset_crops);
+            let (x, x_dataset, labels) =
+                batch_with_dataset_crops(train, part, cfg, Some(&mut *rng), dataset_crops, device);
             let (net, keep) = if cfg.lanes == 1 {
                 (net.clone(), None)
             } else {
@@ -245,7 +276,8 @@ impl<'a> Lanes<'a> {
                 );
                 (net.clone().fork(device), Some(keep))
             };
-            let job = Part { net, x, keep, idx: part.to_vec(), labels, share: part.len() as f32 / idx.len() as f32 };
+            let share = part.len() as f32 / idx.len() as f32;
+            let job = Part { net, x, x_dataset, keep, idx: part.to_vec(), labels, share };
             match self.threads.get(k) {
                 Some(lane) => lane.0.send(job).map_err(|_| anyhow::anyhow!("a training thread stopped"))?,
                 None => inline = Some(self.part_loss.run(job)),
@@ -263,5 +295,43 @@ impl<'a> Lanes<'a> {
             sums.push((done.weighted_loss, done.hits));
         }
         Ok(StepDone { grads: summed.grads(), parts: sums })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The teachers' batch of dataset crops is augmented exactly as the student's batch of the
+    /// app's crops, image by image, and the generator goes on as if it were not there.
+    #[test]
+    fn the_dataset_crops_are_augmented_as_the_students_crops() {
+        let cfg = TrainConfig { augment: 0.9, ..TrainConfig::default() };
+        let side = cfg.input_size as usize;
+        let app: Vec<u8> = (0..side * side).map(|i| (i * 7 % 251) as u8).collect();
+        let dataset: Vec<u8> = (0..side * side).map(|i| (i * 13 % 241) as u8).collect();
+        let ex = |pixels: &[u8], dataset_pixels: Option<&[u8]>| Example {
+            pixels: pixels.to_vec(),
+            label: 0,
+            soft: None,
+            dataset_pixels: dataset_pixels.map(<[u8]>::to_vec),
+        };
+        // An image with both crops, and one whose dataset crop is its only crop.
+        let both = [ex(&app, Some(&dataset)), ex(&dataset, None)];
+        let device = Device::flex();
+        let mut rng = SplitMix64::new(5);
+        let (x, x_dataset, _) = batch_with_dataset_crops(&both, &[0, 1], &cfg, Some(&mut rng), true, &device);
+        // The same generator states on the dataset crops alone.
+        let alone = [ex(&dataset, None), ex(&dataset, None)];
+        let mut replay = SplitMix64::new(5);
+        let (expected, _) = batch(&alone, &[0, 1], &cfg, Some(&mut replay), &device);
+        let x_dataset = x_dataset.expect("asked for the dataset crops").into_data();
+        assert_eq!(x_dataset, expected.into_data());
+        assert_ne!(x.clone().into_data(), x_dataset, "the student's batch is the app's crops");
+        // The student's batch and the generator are what the plain batch gives.
+        let mut plain = SplitMix64::new(5);
+        let (student, _) = batch(&both, &[0, 1], &cfg, Some(&mut plain), &device);
+        assert_eq!(x.into_data(), student.into_data());
+        assert_eq!(rng.next_u64(), plain.next_u64());
     }
 }
