@@ -14,7 +14,10 @@
 //!   in the same Chromium, right before the live page's CPU path;
 //! - PublicTest: FER2013's test images dropped on the photos page, in a frame and as they are:
 //!   faces found, end-to-end accuracy, and whether the page answers as the native pipeline does
-//!   (about 7–30 minutes for all 3,589 on a 2-core CPU; `MIEN_BENCH_FACES` takes a subset).
+//!   (about 7–30 minutes for all 3,589 on a 2-core CPU; `MIEN_BENCH_FACES` takes a subset);
+//! - PublicTest live: 300 of FER2013's test images on 640×480 camera frames, given to the photos
+//!   page as files and to the live page through a fake camera, 1.1 s a face: what each finds and
+//!   gets right, and whether the two give the same answer (about 7 minutes).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -480,31 +483,7 @@ async fn top_labels(h: &Harness, prefix: &str) -> Vec<(String, String, Option<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run `cargo xtask bench`"]
 async fn bench_publictest_photos_in_chromium() {
-    let data = std::env::var_os("MIEN_FER2013")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::repo().join("../shared/data/fer2013"));
-    let test = data.join("test");
-    if !test.is_dir() {
-        println!(
-            "PublicTest: no FER2013 test folder at {}; set MIEN_FER2013 to the dataset's folder (train/, test/)",
-            test.display()
-        );
-        return;
-    }
-    // (the class folder's emotion, the image), in name order.
-    let mut images = Vec::new();
-    let mut folders: Vec<_> = std::fs::read_dir(&test).unwrap().map(|e| e.unwrap().path()).collect();
-    folders.sort();
-    for folder in folders {
-        let name = folder.file_name().unwrap().to_string_lossy().to_string();
-        let label = mien::Emotion::from_name(&name).unwrap_or_else(|| panic!("{name}: not an emotion")).name();
-        let mut files: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        images.extend(files.into_iter().map(|f| (label, f)));
-    }
-    let limit = std::env::var("MIEN_BENCH_FACES").ok().and_then(|v| v.parse().ok()).unwrap_or(images.len());
-    let step = images.len().div_ceil(limit.max(1)).max(1);
-    let images: Vec<_> = images.into_iter().step_by(step).collect();
+    let Some(images) = publictest_images(usize::MAX) else { return };
     let dir = TempDir::new("bench-publictest");
     let framings = [("framed", "in a 320×320 grey frame, 160 px"), ("bare", "as it is, 48×48")];
     let mut files: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(), Vec::new()];
@@ -526,36 +505,7 @@ async fn bench_publictest_photos_in_chromium() {
     h.wait_for("#engine[data-state='ready']", 300).await;
     let mut browser = Vec::new();
     for (k, (prefix, _)) in framings.iter().enumerate() {
-        let start = std::time::Instant::now();
-        for batch in files[k].chunks(BATCH) {
-            let before = h.eval("document.querySelectorAll('article.photo').length").await.as_u64().unwrap() as usize;
-            let paths: Vec<String> = batch.iter().map(|p| p.display().to_string()).collect();
-            h.wait_for("#file-input", 30).await.send_keys(&paths.join("\n")).await.unwrap();
-            loop {
-                let settled = h
-                    .eval("document.querySelectorAll('article.photo[data-state=\"done\"], article.photo[data-state=\"error\"]').length")
-                    .await
-                    .as_u64()
-                    .unwrap() as usize;
-                if settled >= before + batch.len() {
-                    break;
-                }
-                assert!(start.elapsed().as_secs() < 3600, "{settled} answered after an hour");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-        let mut answers = top_labels(&h, prefix).await;
-        answers.sort();
-        assert_eq!(answers.len(), files[k].len(), "{prefix}: cards");
-        let failed: Vec<_> = answers.iter().filter(|a| a.1 != "done").collect();
-        assert!(failed.is_empty(), "{prefix}: {} photos failed, e.g. {:?}", failed.len(), failed.first());
-        println!(
-            "{prefix}: {} photos answered in {:.1} s; {}",
-            answers.len(),
-            start.elapsed().as_secs_f64(),
-            median_timeline(&h, prefix).await
-        );
-        browser.push(answers.into_iter().map(|a| a.2).collect::<Vec<_>>());
+        browser.push(photos_page_answers(&h, &files[k], prefix).await);
     }
     h.assert_private();
     h.finish().await;
@@ -599,4 +549,249 @@ async fn bench_publictest_photos_in_chromium() {
             100.0 * native_found as f64 / n
         );
     }
+}
+
+/// FER2013's PublicTest as (emotion, image file), class folder by class folder in name order,
+/// thinned evenly to about `limit` (or `MIEN_BENCH_FACES`) images. `MIEN_FER2013` names the
+/// dataset folder (`train/`, `test/`; default `../shared/data/fer2013`). None, said, where it is
+/// not there.
+fn publictest_images(limit: usize) -> Option<Vec<(&'static str, std::path::PathBuf)>> {
+    let data = std::env::var_os("MIEN_FER2013")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::repo().join("../shared/data/fer2013"));
+    let test = data.join("test");
+    if !test.is_dir() {
+        println!(
+            "PublicTest: no FER2013 test folder at {}; set MIEN_FER2013 to the dataset's folder (train/, test/)",
+            test.display()
+        );
+        return None;
+    }
+    let mut images = Vec::new();
+    let mut folders: Vec<_> = std::fs::read_dir(&test).unwrap().map(|e| e.unwrap().path()).collect();
+    folders.sort();
+    for folder in folders {
+        let name = folder.file_name().unwrap().to_string_lossy().to_string();
+        let label = mien::Emotion::from_name(&name).unwrap_or_else(|| panic!("{name}: not an emotion")).name();
+        let mut files: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        images.extend(files.into_iter().map(|f| (label, f)));
+    }
+    let limit = std::env::var("MIEN_BENCH_FACES").ok().and_then(|v| v.parse().ok()).unwrap_or(limit);
+    let step = images.len().div_ceil(limit.max(1)).max(1);
+    Some(images.into_iter().step_by(step).collect())
+}
+
+/// Drops `files` on the photos page (open and ready in `h`) in batches, waits for every card and
+/// returns the page's answer for each file, in order: the top emotion of its best-scoring face,
+/// or none. Every card must be answered (none failed); prints the time and the median timeline.
+/// The files' names must sort in their order and start with `prefix`.
+async fn photos_page_answers(h: &Harness, files: &[std::path::PathBuf], prefix: &str) -> Vec<Option<String>> {
+    let start = std::time::Instant::now();
+    for batch in files.chunks(BATCH) {
+        let before = h.eval("document.querySelectorAll('article.photo').length").await.as_u64().unwrap() as usize;
+        let paths: Vec<String> = batch.iter().map(|p| p.display().to_string()).collect();
+        h.wait_for("#file-input", 30).await.send_keys(&paths.join("\n")).await.unwrap();
+        loop {
+            let settled = h
+                .eval("document.querySelectorAll('article.photo[data-state=\"done\"], article.photo[data-state=\"error\"]').length")
+                .await
+                .as_u64()
+                .unwrap() as usize;
+            if settled >= before + batch.len() {
+                break;
+            }
+            assert!(start.elapsed().as_secs() < 3600, "{settled} answered after an hour");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    let mut answers = top_labels(h, prefix).await;
+    answers.sort();
+    assert_eq!(answers.len(), files.len(), "{prefix}: cards");
+    let failed: Vec<_> = answers.iter().filter(|a| a.1 != "done").collect();
+    assert!(failed.is_empty(), "{prefix}: {} photos failed, e.g. {:?}", failed.len(), failed.first());
+    println!(
+        "{prefix}: {} photos answered in {:.1} s; {}",
+        answers.len(),
+        start.elapsed().as_secs_f64(),
+        median_timeline(h, prefix).await
+    );
+    answers.into_iter().map(|a| a.2).collect()
+}
+
+/// Chromium's fake camera plays an MJPEG file (JPEGs one after another) at this rate.
+const MJPEG_FPS: f64 = 30.0;
+/// Camera frames each PublicTest face stays in view in [`bench_publictest_live_in_chromium`].
+const LIVE_HOLD: usize = 24;
+/// Grey camera frames between two faces, so that each face enters an empty view.
+const LIVE_GAP: usize = 9;
+/// Camera frames of a fixture face at the start of the video: the mark the answers are timed by.
+const LIVE_LEAD: usize = 60;
+/// Grey camera frames at the end of the video, before it starts over with the lead-in.
+const LIVE_TAIL: usize = 30;
+
+/// A 640×480 camera frame: mid-grey, with `face` (grey or colour) scaled to `side` pixels and
+/// centred at (`x`, 240); JPEG at quality 95.
+fn camera_frame_jpeg(face: Option<&image::DynamicImage>, side: u32, x: u32) -> Vec<u8> {
+    let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128]));
+    if let Some(face) = face {
+        let big = face.resize_exact(side, side, image::imageops::FilterType::Triangle).to_rgb8();
+        image::imageops::overlay(&mut frame, &big, i64::from(x - side / 2), i64::from(240 - side / 2));
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(&frame).unwrap();
+    out
+}
+
+/// Whether the live page and the photos page agree, and what each gets right, on FER2013's
+/// PublicTest (CPU path). Each test image, upscaled to 200 px on a grey 640×480 frame (left and
+/// right of the middle by turns), is one JPEG; the photos page is given those files, and the live
+/// page a fake camera that shows the same JPEGs, each for [`LIVE_HOLD`] frames after [`LIVE_GAP`] grey ones (1.1 s a face). The
+/// live page's answer for a face is the label it shows on its last frame with that face in view;
+/// frames carry no video time, so each face's answers are placed by the time since the fixture
+/// face that opens the video was first seen (answers before the first face's slot or after
+/// the last are counted as unplaced). 300 faces by default (about 6 minutes of video);
+/// `MIEN_BENCH_FACES` sets how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run `cargo xtask bench`"]
+async fn bench_publictest_live_in_chromium() {
+    let Some(images) = publictest_images(300) else { return };
+    const SIDE: u32 = 200;
+    let dir = TempDir::new("bench-publictest-live");
+    let mut files = Vec::new();
+    let mut video = Vec::new();
+    let lead = camera_frame_jpeg(Some(&image::open(common::fixture("faces/luciano_codait.png")).unwrap()), 260, 320);
+    let grey = camera_frame_jpeg(None, 0, 320);
+    for _ in 0..LIVE_LEAD {
+        video.extend_from_slice(&lead);
+    }
+    for (i, (_, path)) in images.iter().enumerate() {
+        // Left and right by turns: a face never continues the track of the one before it, whose
+        // smoothed probabilities the live page keeps for a while after it left.
+        let frame = camera_frame_jpeg(Some(&image::open(path).unwrap()), SIDE, if i % 2 == 0 { 180 } else { 460 });
+        let file = dir.0.join(format!("live-{i:05}.jpg"));
+        std::fs::write(&file, &frame).unwrap();
+        files.push(file);
+        for _ in 0..LIVE_GAP {
+            video.extend_from_slice(&grey);
+        }
+        for _ in 0..LIVE_HOLD {
+            video.extend_from_slice(&frame);
+        }
+    }
+    for _ in 0..LIVE_TAIL {
+        video.extend_from_slice(&grey);
+    }
+    let camera = dir.0.join("publictest.mjpeg");
+    std::fs::write(&camera, &video).unwrap();
+    drop(video);
+    let labels: Vec<&str> = images.iter().map(|(l, _)| *l).collect();
+    let period = (LIVE_GAP + LIVE_HOLD) as f64 / MJPEG_FPS;
+    let first_face = (LIVE_LEAD + LIVE_GAP) as f64 / MJPEG_FPS;
+    let length = (LIVE_LEAD + images.len() * (LIVE_GAP + LIVE_HOLD)) as f64 / MJPEG_FPS;
+
+    // The photos page on the same frames.
+    let h = Harness::start(&dist(), &[]).await;
+    h.open("/?backend=cpu#/photos").await;
+    h.wait_for("#engine[data-state='ready']", 300).await;
+    let photos = photos_page_answers(&h, &files, "live-").await;
+    // How close the photos page's call was: its best face's top two probabilities apart.
+    let margins = h
+        .eval(
+            "Array.from(document.querySelectorAll('article.photo')).filter(a => a.dataset.name.startsWith('live-')) \
+               .sort((a, b) => a.dataset.name < b.dataset.name ? -1 : 1).map(a => { \
+                 const r = a.dataset.result ? JSON.parse(a.dataset.result) : null; \
+                 if (!r || !r.faces.length) return null; \
+                 const p = r.faces.reduce((x, y) => y.score > x.score ? y : x).probabilities.slice().sort((x, y) => y - x); \
+                 return p[0] - p[1]; })",
+        )
+        .await;
+    let margins: Vec<Option<f64>> = margins.as_array().unwrap().iter().map(|m| m.as_f64()).collect();
+    h.assert_private();
+    h.finish().await;
+
+    // The live page, recording every answer it shows from the moment the camera starts.
+    let h = Harness::start(&dist(), &camera_args(&camera)).await;
+    h.open(&format!("/?backend=cpu{}#/live", workers_param())).await;
+    h.wait_for("#engine[data-state='ready'][data-backend='CPU']", 300).await;
+    h.eval(
+        "(() => { const el = document.querySelector('#live-stats'); window.__mienAnswers = [];
+          new MutationObserver(() => { const d = el.dataset, log = window.__mienAnswers;
+            const last = log[log.length - 1];
+            if (!last || last[1] !== +d.frames) log.push([performance.now(), +d.frames, +d.faces, d.emotion || '']); })
+          .observe(el, { attributes: true }); return true; })()",
+    )
+    .await;
+    h.wait_for("#camera-start", 60).await.click().await.unwrap();
+    // The mark: the lead-in face seen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while h.eval("(window.__mienAnswers || []).some(a => a[2] > 0)").await != Value::Bool(true) {
+        assert!(std::time::Instant::now() < deadline, "the live page found no face in the lead-in for 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs_f64(length)).await;
+    let log = h.eval("window.__mienAnswers").await;
+    h.assert_private();
+    h.finish().await;
+    let log: Vec<(f64, u64, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a[0].as_f64().unwrap() / 1000.0, a[2].as_u64().unwrap(), a[3].as_str().unwrap_or("").to_string()))
+        .collect();
+
+    // Runs of answers with a face; the first is the lead-in, whose start is the video's start.
+    let mut runs: Vec<(f64, String)> = Vec::new(); // (start in s, the label of its last answer)
+    let mut inside = false;
+    for (t, faces, label) in &log {
+        if *faces > 0 {
+            if !inside {
+                runs.push((*t, String::new()));
+            }
+            runs.last_mut().unwrap().1 = label.clone();
+        }
+        inside = *faces > 0;
+    }
+    let start = runs.first().expect("the lead-in was seen").0;
+    let mut live: Vec<Option<String>> = vec![None; images.len()];
+    let (mut unplaced, mut found_again) = (0, 0);
+    // Image i's face enters at `first_face + i * period` of the video and is seen an answer's
+    // latency later; a run is image i's from the grey before that entry to the end of the hold.
+    let gap = LIVE_GAP as f64 / MJPEG_FPS;
+    for (t, label) in runs.iter().skip(1) {
+        let slot = ((t - start - first_face + gap) / period).floor();
+        if slot < 0.0 || slot as usize >= images.len() {
+            unplaced += usize::from(t - start < length);
+            continue;
+        }
+        // A face lost and found again within its hold: its last answer counts.
+        found_again += usize::from(live[slot as usize].is_some());
+        live[slot as usize] = Some(label.clone());
+    }
+    let n = images.len() as f64;
+    let pct = |k: usize| 100.0 * k as f64 / n;
+    let found = |v: &[Option<String>]| v.iter().filter(|a| a.is_some()).count();
+    let right = |v: &[Option<String>]| v.iter().zip(&labels).filter(|(a, l)| a.as_deref() == Some(**l)).count();
+    let agree = live.iter().zip(&photos).filter(|(a, b)| a == b).count();
+    let only_live = live.iter().zip(&photos).filter(|(a, b)| a.is_some() && b.is_none()).count();
+    let only_photos = live.iter().zip(&photos).filter(|(a, b)| a.is_none() && b.is_some()).count();
+    let differ: Vec<usize> =
+        (0..images.len()).filter(|&i| live[i].is_some() && photos[i].is_some() && live[i] != photos[i]).collect();
+    let near_ties = differ.iter().filter(|&&i| margins[i].is_some_and(|m| m < 0.1)).count();
+    let differ = differ.len();
+    println!(
+        "live CPU, {} PublicTest faces at {SIDE} px in 640×480 camera frames, {:.1} s each: found {:.1} %, right end to end {:.1} % \
+         ({:.1} % of the found); photos page on the same frames: found {:.1} %, right end to end {:.1} %; \
+         the two agree on {:.1} % (found by the live page only {only_live}, by the photos page only {only_photos}, \
+         other labels {differ}, of which {near_ties} where the photos page's top two were within 0.1); the live page lost a face and found it again within its hold {found_again} times; \
+         answers outside any face's time {unplaced}",
+        images.len(),
+        LIVE_HOLD as f64 / MJPEG_FPS,
+        pct(found(&live)),
+        pct(right(&live)),
+        100.0 * right(&live) as f64 / found(&live).max(1) as f64,
+        pct(found(&photos)),
+        pct(right(&photos)),
+        pct(agree)
+    );
 }
