@@ -102,13 +102,28 @@ pub struct MtcnnWeights {
     pub onet: Vec<u8>,
 }
 
+/// The side of the window O-Net looks at to follow a face, as a fraction of the face's box.
+///
+/// O-Net's boxes are larger than the windows it scores best: fed a square of its own box, frame
+/// after frame, it sees a little more than a face each time, and on a still frame the box drifts
+/// and the score falls until the face is dropped (the live page then shows no face for a frame
+/// and searches again). Measured with `follow_chains` on 996 FER2013 *training* faces (200 px on a
+/// 640×480 frame, ten follows in a row): 122 lost at 1.0, 65 at 0.95, 33 at 0.9, 27 at 0.85, with
+/// the box after ten follows at a mean IoU of 0.918, 0.922, 0.918 and 0.903 with the search's.
+pub const FOLLOW_WINDOW: f32 = 0.9;
+
 /// The windows O-Net looks at to follow the faces of `priors` (boxes `[x1, y1, x2, y2]`): each box
-/// made square, the degenerate and non-finite ones left out.
+/// scaled by [`FOLLOW_WINDOW`] about its centre and made square, the degenerate and non-finite
+/// ones left out.
 fn follow_windows(priors: &[[f32; 4]]) -> Vec<Candidate> {
     priors
         .iter()
         .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1])
-        .map(|&b| square(&Candidate::of_box(b, 1.0)))
+        .map(|&b| {
+            let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+            let (hw, hh) = ((b[2] - b[0]) * FOLLOW_WINDOW / 2.0, (b[3] - b[1]) * FOLLOW_WINDOW / 2.0);
+            square(&Candidate::of_box([cx - hw, cy - hh, cx + hw, cy + hh], 1.0))
+        })
         .collect()
 }
 
