@@ -326,3 +326,34 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// Resuming with other settings is refused, and the message names each setting that differs
+/// with its saved and its new value.
+#[test]
+fn resuming_with_other_settings_names_them() {
+    let tmp = TempDir::new("resume-other-settings");
+    let data = tmp.0.join("data");
+    dataset(&data);
+    let out = tmp.0.join("run");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
+            .args(["train", "--epochs", "1", "--batch-size", "8", "--seed", "7", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    let first = run(&["--lr", "0.001"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let again = run(&["--lr", "0.002", "--augment", "0.9", "--resume"]);
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "resumed with other settings: {log}");
+    assert!(log.contains("written with other settings"), "{log}");
+    assert!(log.contains("lr: 0.001 → 0.002"), "{log}");
+    // An f32 setting as given, not as its nearest f64.
+    assert!(log.contains("augment: 1 → 0.9"), "{log}");
+    assert!(!log.contains("seed:"), "a setting that did not change is named: {log}");
+}

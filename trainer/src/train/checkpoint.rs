@@ -212,8 +212,9 @@ impl Checkpoints {
         let saved = read_state(&self.dir)?;
         anyhow::ensure!(
             saved.config == *cfg && saved.num_classes == num_classes,
-            "{} was written with other settings; resume with the same command, or use a new --checkpoints folder",
-            self.state().display()
+            "{} was written with other settings ({}); resume with the same command, or use a new --checkpoints folder",
+            self.state().display(),
+            settings_apart(&saved.config, cfg, saved.num_classes, num_classes)
         );
         if saved.epoch == 0 {
             return Ok(None);
@@ -263,4 +264,43 @@ impl Checkpoints {
         self.prune(state);
         Ok(())
     }
+}
+
+/// The settings in which a saved run and this command differ, as `name: saved → now` (nested
+/// settings by their dotted path), for the message that refuses to resume.
+fn settings_apart(saved: &TrainConfig, now: &TrainConfig, saved_classes: usize, now_classes: usize) -> String {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let name = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(&name, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+                }
+            }
+            _ if a != b => out.push(format!("{path}: {} → {}", shown(a), shown(b))),
+            _ => {}
+        }
+    }
+    // An f32 setting as it was given (0.9, not 0.8999999761581421).
+    fn shown(v: &serde_json::Value) -> String {
+        match v.as_f64() {
+            Some(x) if v.is_f64() && f64::from(x as f32) == x => (x as f32).to_string(),
+            _ => v.to_string(),
+        }
+    }
+    let mut out = Vec::new();
+    if saved_classes != now_classes {
+        out.push(format!("classes: {saved_classes} → {now_classes}"));
+    }
+    match (serde_json::to_value(saved), serde_json::to_value(now)) {
+        (Ok(a), Ok(b)) => walk("", &a, &b, &mut out),
+        _ => out.push("the settings could not be compared".into()),
+    }
+    if out.is_empty() {
+        // Equal once written: a setting the file does not hold, or a number its text rounds.
+        out.push("the same once written; a number may differ past what the file keeps".into());
+    }
+    out.join(", ")
 }
