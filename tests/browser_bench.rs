@@ -26,7 +26,7 @@ mod harness;
 
 use harness::{
     camera_args, dist, entering_delays, fake_camera_face_entering, fake_camera_video, large_jpeg, live_frames,
-    live_page_recording, photo_copies, Harness, TempDir,
+    live_page_recording, photo_copies, record_live_frames, Harness, TempDir,
 };
 use serde_json::Value;
 
@@ -714,43 +714,30 @@ async fn bench_publictest_live_in_chromium() {
     let h = Harness::start(&dist(), &camera_args(&camera)).await;
     h.open(&format!("/?backend=cpu{}#/live", workers_param())).await;
     h.wait_for("#engine[data-state='ready'][data-backend='CPU']", 300).await;
-    h.eval(
-        "(() => { const el = document.querySelector('#live-stats'); window.__mienAnswers = [];
-          new MutationObserver(() => { const d = el.dataset, log = window.__mienAnswers;
-            const last = log[log.length - 1];
-            if (!last || last[1] !== +d.frames) log.push([performance.now(), +d.frames, +d.faces, d.emotion || '']); })
-          .observe(el, { attributes: true }); return true; })()",
-    )
-    .await;
+    record_live_frames(&h).await;
     h.wait_for("#camera-start", 60).await.click().await.unwrap();
     // The mark: the lead-in face seen.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while h.eval("(window.__mienAnswers || []).some(a => a[2] > 0)").await != Value::Bool(true) {
+    while !live_frames(&h).await.iter().any(|f| f.faces > 0) {
         assert!(std::time::Instant::now() < deadline, "the live page found no face in the lead-in for 60 s");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tokio::time::sleep(std::time::Duration::from_secs_f64(length)).await;
-    let log = h.eval("window.__mienAnswers").await;
+    let log = live_frames(&h).await;
     h.assert_private();
     h.finish().await;
-    let log: Vec<(f64, u64, String)> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| (a[0].as_f64().unwrap() / 1000.0, a[2].as_u64().unwrap(), a[3].as_str().unwrap_or("").to_string()))
-        .collect();
 
     // Runs of answers with a face; the first is the lead-in, whose start is the video's start.
     let mut runs: Vec<(f64, String)> = Vec::new(); // (start in s, the label of its last answer)
     let mut inside = false;
-    for (t, faces, label) in &log {
-        if *faces > 0 {
+    for f in &log {
+        if f.faces > 0 {
             if !inside {
-                runs.push((*t, String::new()));
+                runs.push((f.at_ms / 1000.0, String::new()));
             }
-            runs.last_mut().unwrap().1 = label.clone();
+            runs.last_mut().unwrap().1 = f.emotion.clone();
         }
-        inside = *faces > 0;
+        inside = f.faces > 0;
     }
     let start = runs.first().expect("the lead-in was seen").0;
     let mut live: Vec<Option<String>> = vec![None; images.len()];

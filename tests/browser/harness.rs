@@ -362,25 +362,27 @@ pub fn frames_searched_seconds(log: &[LiveFrame]) -> (u64, u64, f64) {
 }
 
 /// Starts recording, in the page, every answer the live page shows: when (the page's clock, ms),
-/// its frame count, its number of faces and how many frames were searched so far.
+/// its frame count, its number of faces, how many frames were searched so far and the label shown.
 pub async fn record_live_frames(h: &Harness) {
     h.eval(
         "(() => { const el = document.querySelector('#live-stats'); window.__mienFrames = [];
           new MutationObserver(() => { const d = el.dataset, log = window.__mienFrames;
             const last = log[log.length - 1];
-            if (!last || last[1] !== +d.frames) log.push([performance.now(), +d.frames, +d.faces, +d.searched]); })
+            if (!last || last[1] !== +d.frames) log.push([performance.now(), +d.frames, +d.faces, +d.searched, d.emotion || '']); })
           .observe(el, { attributes: true }); return true; })()",
     )
     .await;
 }
 
 /// One answer shown by the live page (see [`record_live_frames`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LiveFrame {
     pub at_ms: f64,
     pub frames: u64,
     pub faces: u64,
     pub searched: u64,
+    /// The top emotion of the first face (empty without a face).
+    pub emotion: String,
 }
 
 /// The answers recorded since [`record_live_frames`].
@@ -394,6 +396,7 @@ pub async fn live_frames(h: &Harness) -> Vec<LiveFrame> {
                     frames: r[1].as_u64().unwrap_or(0),
                     faces: r[2].as_u64().unwrap_or(0),
                     searched: r[3].as_u64().unwrap_or(0),
+                    emotion: r[4].as_str().unwrap_or("").to_string(),
                 })
                 .collect()
         })

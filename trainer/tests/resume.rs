@@ -335,17 +335,7 @@ fn resuming_with_other_settings_names_them() {
     let data = tmp.0.join("data");
     dataset(&data);
     let out = tmp.0.join("run");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_mien-trainer"))
-            .args(["train", "--epochs", "1", "--batch-size", "8", "--seed", "7", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .args(extra)
-            .env("RAYON_NUM_THREADS", "1")
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| train(&data, &out, false).args(extra).output().unwrap();
     let first = run(&["--lr", "0.001"]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let again = run(&["--lr", "0.002", "--augment", "0.9", "--resume"]);
