@@ -6,6 +6,8 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
+use mien::detect::shared::{Helper, Part, PartResult, Work};
+use mien::detect::DetectError;
 use mien::{DetectorConfig, FaceDetector, Frame, MtcnnWeights, WeightsError};
 use serde_json::Value;
 
@@ -619,4 +621,64 @@ fn finds_heads_tilted_far_from_upright() {
     assert!(found_upright < total, "every head found without the turned look: the test tilts too little");
     assert!(found as f32 >= 0.9 * total as f32, "{found} of {total} tilted heads found");
     assert!(found > found_upright);
+}
+
+/// A helper in the same process: a second detector, run at once on each part it is given.
+struct SecondDetector {
+    det: FaceDetector,
+    parts: std::cell::RefCell<Vec<&'static str>>,
+    fail: bool,
+}
+
+impl Helper for SecondDetector {
+    type Pending = std::future::Ready<Result<PartResult, DetectError>>;
+
+    fn start(&self, working: &Frame, part: Part) -> Self::Pending {
+        self.parts.borrow_mut().push(match part.work {
+            Work::Pnet(_) => "P-Net",
+            Work::Rnet(_) => "R-Net",
+            Work::Onet(_) => "O-Net",
+        });
+        if self.fail {
+            return std::future::ready(Err(DetectError::Config("the helper is gone".into())));
+        }
+        std::future::ready(pollster::block_on(self.det.run_part(working, &part)))
+    }
+}
+
+/// A detection shared with a second detector (the photos page's second worker) gives the faces
+/// the detector gives alone, bit for bit, on every fixture photo: with and without a face, large
+/// (where every stage is shared) and small, tilted (the turned look) and with a helper that
+/// fails every part (which then runs here).
+#[test]
+fn a_detection_shared_with_a_helper_finds_the_same_faces() {
+    let det = detector();
+    let helper = |fail| SecondDetector { det: detector(), parts: Default::default(), fail };
+    let (working, failing) = (helper(false), helper(true));
+    let mut frames = Vec::new();
+    for dir in ["faces", "no_faces"] {
+        for entry in std::fs::read_dir(fixture(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if let Ok(frame) = Frame::decode(&std::fs::read(&path).unwrap()) {
+                frames.push((path.display().to_string(), frame));
+            }
+        }
+    }
+    frames.extend(tilted_faces(TILT).into_iter().take(4).map(|(name, frame, _)| (name, frame)));
+    let config = DetectorConfig::default();
+    let mut faces = 0;
+    for (name, frame) in &frames {
+        let alone = det.detect(frame).unwrap();
+        for h in [&working, &failing] {
+            let shared = pollster::block_on(det.detect_sharing(frame, &config, Some(h))).unwrap();
+            assert_eq!(shared, alone, "{name}, helper failing: {}", h.fail);
+        }
+        faces += alone.len();
+    }
+    let parts = working.parts.borrow();
+    for stage in ["P-Net", "R-Net", "O-Net"] {
+        assert!(parts.contains(&stage), "no {stage} part was shared: {parts:?}");
+    }
+    assert_eq!(parts.len(), failing.parts.borrow().len(), "the same parts are offered either way");
+    eprintln!("{} frames, {faces} faces, {} parts shared", frames.len(), parts.len());
 }

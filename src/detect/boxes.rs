@@ -4,7 +4,7 @@
 
 /// A candidate box in pixel coordinates of the original image, with its face score and the
 /// regression offsets the network proposed for it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub x1: f32,
     pub y1: f32,

@@ -10,6 +10,7 @@ pub mod boxes;
 mod config;
 pub mod nets;
 pub mod resample;
+pub mod shared;
 pub mod turn;
 
 use std::borrow::Cow;
@@ -28,6 +29,7 @@ pub use config::{
 pub use nets::{ONet, PNet, RNet};
 pub use resample::Padding;
 use resample::{pad_planar, resize_area_into, resize_area_padded_into};
+use shared::{Helper, NoHelper, Part, PartResult, Work, SHARED_ONET_MIN, SHARED_RNET_MIN};
 
 /// Lowest P-Net and R-Net score of a second-look candidate.
 const SECOND_LOOK_FLOOR: f32 = 0.05;
@@ -205,14 +207,38 @@ impl FaceDetector {
     /// Detects faces with other settings than the detector's own (a per-request minimum face
     /// size, say), without copying the networks.
     pub async fn detect_with(&self, frame: &Frame, cfg: &DetectorConfig) -> Result<Vec<Face>, DetectError> {
+        self.detect_sharing(frame, cfg, None::<&NoHelper>).await
+    }
+
+    /// As [`Self::detect_with`], with part of each stage run by `helper` meanwhile (see
+    /// [`shared`]): the same faces, in less time where the helper has a core of its own.
+    pub async fn detect_sharing(
+        &self,
+        frame: &Frame,
+        cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
+    ) -> Result<Vec<Face>, DetectError> {
         cfg.validate()?;
         let min_face = cfg.min_face_in(frame.width(), frame.height());
         let (working, kx, ky) = working_copy(frame, min_face, None)?;
-        let faces = self.cascade(frame, &working, (kx, ky), min_face, cfg).await?;
+        let faces = self.cascade(frame, &working, (kx, ky), min_face, cfg, helper).await?;
         match cfg.turned_look {
-            Some(score) if faces.is_empty() => self.turned_look(&working, (kx, ky), min_face, score, cfg).await,
+            Some(score) if faces.is_empty() => self.turned_look(&working, (kx, ky), min_face, score, cfg, helper).await,
             _ => Ok(faces),
         }
+    }
+
+    /// Runs a part of a detection shared by another detector (see [`shared`]); `working` is the
+    /// picture the part reads.
+    pub async fn run_part(&self, working: &Frame, part: &Part) -> Result<PartResult, DetectError> {
+        part.config.validate()?;
+        Ok(match &part.work {
+            Work::Pnet(levels) => {
+                PartResult::Candidates(self.pnet_levels(part.frame_size, working, levels, &part.config).await?)
+            }
+            Work::Rnet(c) => PartResult::Candidates(self.rnet_scores(working, part.scale, c, &part.config).await?),
+            Work::Onet(c) => PartResult::Scored(self.onet_scores(working, part.scale, c, &part.config).await?),
+        })
     }
 
     /// The three stages on `frame`, whose pixels are read from `working` (the frame scaled by
@@ -224,16 +250,17 @@ impl FaceDetector {
         scale: (f32, f32),
         min_face: f32,
         cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
     ) -> Result<Vec<Face>, DetectError> {
-        let candidates = self.stage1(frame, working, min_face, cfg).await?;
+        let candidates = self.stage1(frame, working, min_face, cfg, helper).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let candidates = self.stage2(working, scale, candidates, cfg).await?;
+        let candidates = self.stage2(working, scale, candidates, cfg, helper).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        self.stage3(working, scale, candidates, cfg).await
+        self.stage3(working, scale, candidates, cfg, helper).await
     }
 
     /// The turned look ([`DetectorConfig::turned_look`]): the cascade on `working` rotated by each
@@ -246,6 +273,7 @@ impl FaceDetector {
         min_face: f32,
         score: f32,
         cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
     ) -> Result<Vec<Face>, DetectError> {
         let fill = match cfg.edges.padding {
             Some(Padding::Fill(v)) => v,
@@ -254,7 +282,8 @@ impl FaceDetector {
         let mut found = Vec::new();
         for degrees in TURNED_LOOK_ANGLES {
             let turned = turn::turn(working, degrees, fill);
-            let faces = self.cascade(&turned.frame, &turned.frame, (1.0, 1.0), min_face * kx.max(ky), cfg).await?;
+            let faces =
+                self.cascade(&turned.frame, &turned.frame, (1.0, 1.0), min_face * kx.max(ky), cfg, helper).await?;
             found.extend(
                 faces
                     .iter()
@@ -294,7 +323,7 @@ impl FaceDetector {
         }
         let min_face = cfg.min_face_in(frame.width(), frame.height());
         let (working, kx, ky) = working_copy(frame, min_face, Some(&priors))?;
-        self.stage3(&working, (kx, ky), priors, cfg).await
+        self.stage3(&working, (kx, ky), priors, cfg, None::<&NoHelper>).await
     }
 
     /// Follows the faces of `priors` as [`Self::follow_with`] does, and searches the rest of the
@@ -317,20 +346,31 @@ impl FaceDetector {
         // One working copy, whole, for the followed windows and the search alike.
         let (working, kx, ky) = working_copy(frame, min_face, None)?;
         let priors = follow_windows(priors);
-        let followed =
-            if priors.is_empty() { Vec::new() } else { self.stage3(&working, (kx, ky), priors, cfg).await? };
+        let followed = if priors.is_empty() {
+            Vec::new()
+        } else {
+            self.stage3(&working, (kx, ky), priors, cfg, None::<&NoHelper>).await?
+        };
         let held: Vec<Candidate> = followed.iter().map(|f| Candidate::of_box(f.bbox, f.score)).collect();
         // Over half of a candidate's window (or of the face's box, the smaller of the two) on a
         // followed face: a window of that face.
         let on_held = |c: &Candidate| held.iter().any(|h| overlap_of(h, c, Overlap::Min) > 0.5);
         let mut faces = followed.clone();
-        let candidates: Vec<Candidate> =
-            self.stage1(frame, &working, min_face, cfg).await?.into_iter().filter(|c| !on_held(c)).collect();
+        let candidates: Vec<Candidate> = self
+            .stage1(frame, &working, min_face, cfg, None::<&NoHelper>)
+            .await?
+            .into_iter()
+            .filter(|c| !on_held(c))
+            .collect();
         if !candidates.is_empty() {
-            let candidates: Vec<Candidate> =
-                self.stage2(&working, (kx, ky), candidates, cfg).await?.into_iter().filter(|c| !on_held(c)).collect();
+            let candidates: Vec<Candidate> = self
+                .stage2(&working, (kx, ky), candidates, cfg, None::<&NoHelper>)
+                .await?
+                .into_iter()
+                .filter(|c| !on_held(c))
+                .collect();
             if !candidates.is_empty() {
-                for face in self.stage3(&working, (kx, ky), candidates, cfg).await? {
+                for face in self.stage3(&working, (kx, ky), candidates, cfg, None::<&NoHelper>).await? {
                     // The same rule as the second look's: a face mostly on one already held is it.
                     let c = Candidate::of_box(face.bbox, face.score);
                     if held.iter().all(|h| overlap_of(h, &c, Overlap::Min) <= 0.7) {
@@ -351,26 +391,55 @@ impl FaceDetector {
         working: &Frame,
         min_face: f32,
         cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let (w, h) = (frame.width() as f32, frame.height() as f32);
-        let m = 12.0 / min_face;
-        let mut minl = w.min(h) * m;
-        let mut scales = Vec::new();
-        let mut scale = m;
-        let padded = cfg.edges.padded_pyramid;
-        let smallest = if padded { PADDED_MIN_SIDE } else { 12.0 };
-        while minl >= smallest {
-            scales.push((scale, padded && minl < PADDED_BELOW_SIDE));
-            scale *= cfg.scale_factor;
-            minl *= cfg.scale_factor;
-        }
+        let size = (frame.width(), frame.height());
+        let levels = pyramid_levels(size, min_face, cfg);
+        // The first level is about half of the pyramid's area (the scale factor squared is about
+        // 1/2), so it stays here and the helper takes the others.
+        let all = match helper {
+            Some(h) if levels.len() > 1 => {
+                let rest = Part {
+                    frame_size: size,
+                    scale: (1.0, 1.0),
+                    config: cfg.clone(),
+                    work: Work::Pnet(levels[1..].to_vec()),
+                };
+                let pending = h.start(working, rest.clone());
+                let mut all = self.pnet_levels(size, working, &levels[..1], cfg).await?;
+                all.extend(match pending.await {
+                    Ok(PartResult::Candidates(c)) => c,
+                    _ => self.pnet_levels(size, working, &levels[1..], cfg).await?,
+                });
+                all
+            }
+            _ => self.pnet_levels(size, working, &levels, cfg).await?,
+        };
+        let keep = nms(&all, 0.7, Overlap::Union);
+        let (mut passed, mut rescued): (Vec<Candidate>, Vec<Candidate>) =
+            keep.into_iter().map(|i| square(&regress(&all[i], all[i].reg, false))).partition(|c| !c.rescued);
+        best_first(&mut rescued, SECOND_LOOK_CANDIDATES[0]);
+        passed.extend(rescued);
+        Ok(passed)
+    }
+
+    /// P-Net over the given levels of the pyramid of a frame of `size`, made from `working`: each
+    /// level's candidates after its own NMS, in `frame`'s pixels, level after level.
+    async fn pnet_levels(
+        &self,
+        (w, h): (u32, u32),
+        working: &Frame,
+        levels: &[(f32, bool)],
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let (w, h) = (w as f32, h as f32);
         let fill = cfg.edges.padding.unwrap_or(Padding::Fill(128));
         let floor = match cfg.second_look {
             Some(_) => cfg.thresholds[0].min(SECOND_LOOK_FLOOR),
             None => cfg.thresholds[0],
         };
         let mut all = Vec::new();
-        for (scale, padded) in scales {
+        for &(scale, padded) in levels {
             let sh = (h * scale + 1.0) as usize;
             let sw = (w * scale + 1.0) as usize;
             let mut input = Vec::with_capacity(3 * sh * sw);
@@ -417,12 +486,7 @@ impl FaceDetector {
             // Per-scale NMS keeps candidates in the order torchvision returns them (by score).
             all.extend(nms(&level, 0.5, Overlap::Union).into_iter().map(|i| level[i]));
         }
-        let keep = nms(&all, 0.7, Overlap::Union);
-        let (mut passed, mut rescued): (Vec<Candidate>, Vec<Candidate>) =
-            keep.into_iter().map(|i| square(&regress(&all[i], all[i].reg, false))).partition(|c| !c.rescued);
-        best_first(&mut rescued, SECOND_LOOK_CANDIDATES[0]);
-        passed.extend(rescued);
-        Ok(passed)
+        Ok(all)
     }
 
     /// R-Net on 24×24 crops of the candidates, cut from `working`, which is the frame scaled by
@@ -433,24 +497,33 @@ impl FaceDetector {
         scale: (f32, f32),
         candidates: Vec<Candidate>,
         cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let (kept, input) = self.crops(working, scale, &candidates, 24, cfg.edges.padding);
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = kept.len();
-        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 24, 24]), &self.device);
-        let (reg, prob) = self.rnet.forward(x);
-        let [reg, prob] = self.read([reg.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
+        let scored = match helper {
+            Some(h) if candidates.len() >= SHARED_RNET_MIN => {
+                let half = candidates.len() / 2;
+                let part = Part {
+                    frame_size: (0, 0),
+                    scale,
+                    config: cfg.clone(),
+                    work: Work::Rnet(candidates[half..].to_vec()),
+                };
+                let pending = h.start(working, part);
+                let mut scored = self.rnet_scores(working, scale, &candidates[..half], cfg).await?;
+                scored.extend(match pending.await {
+                    Ok(PartResult::Candidates(c)) => c,
+                    _ => self.rnet_scores(working, scale, &candidates[half..], cfg).await?,
+                });
+                scored
+            }
+            _ => self.rnet_scores(working, scale, &candidates, cfg).await?,
+        };
         let mut passed = Vec::new();
         let mut below = Vec::new();
-        for (k, &i) in kept.iter().enumerate() {
-            let score = prob[k * 2 + 1];
-            let c =
-                Candidate { score, reg: [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]], ..candidates[i] };
-            if score > cfg.thresholds[1] && !c.rescued {
+        for c in scored {
+            if c.score > cfg.thresholds[1] && !c.rescued {
                 passed.push(c);
-            } else if cfg.second_look.is_some() && score >= SECOND_LOOK_FLOOR {
+            } else if cfg.second_look.is_some() && c.score >= SECOND_LOOK_FLOOR {
                 below.push(Candidate { rescued: true, ..c });
             }
         }
@@ -466,6 +539,33 @@ impl FaceDetector {
         Ok(out)
     }
 
+    /// R-Net's score and box regression for each candidate whose window is not empty, in order.
+    async fn rnet_scores(
+        &self,
+        working: &Frame,
+        scale: (f32, f32),
+        candidates: &[Candidate],
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let (kept, input) = self.crops(working, scale, candidates, 24, cfg.edges.padding);
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = kept.len();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 24, 24]), &self.device);
+        let (reg, prob) = self.rnet.forward(x);
+        let [reg, prob] = self.read([reg.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
+        Ok(kept
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| Candidate {
+                score: prob[k * 2 + 1],
+                reg: [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]],
+                ..candidates[i]
+            })
+            .collect())
+    }
+
     /// O-Net on 48×48 crops cut from `frame` scaled by `scale`: final scores, boxes and
     /// landmarks, in the unscaled frame's pixels.
     async fn stage3(
@@ -474,32 +574,39 @@ impl FaceDetector {
         scale: (f32, f32),
         candidates: Vec<Candidate>,
         cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
     ) -> Result<Vec<Face>, DetectError> {
-        let (kept, input) = self.crops(frame, scale, &candidates, 48, cfg.edges.padding);
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = kept.len();
-        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 48, 48]), &self.device);
-        let (reg, marks, prob) = self.onet.forward(x);
-        let [reg, marks, prob] =
-            self.read([reg.flatten::<1>(0, 1), marks.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
+        let scored = match helper {
+            Some(h) if candidates.len() >= SHARED_ONET_MIN => {
+                let half = candidates.len() / 2;
+                let part = Part {
+                    frame_size: (0, 0),
+                    scale,
+                    config: cfg.clone(),
+                    work: Work::Onet(candidates[half..].to_vec()),
+                };
+                let pending = h.start(frame, part);
+                let mut scored = self.onet_scores(frame, scale, &candidates[..half], cfg).await?;
+                scored.extend(match pending.await {
+                    Ok(PartResult::Scored(c)) => c,
+                    _ => self.onet_scores(frame, scale, &candidates[half..], cfg).await?,
+                });
+                scored
+            }
+            _ => self.onet_scores(frame, scale, &candidates, cfg).await?,
+        };
         let mut passed = Vec::new();
         let mut points = Vec::new();
-        for (k, &i) in kept.iter().enumerate() {
-            let score = prob[k * 2 + 1];
-            let c = candidates[i];
+        for (c, m) in scored {
             let threshold = if c.rescued { cfg.second_look.unwrap_or(f32::INFINITY) } else { cfg.thresholds[2] };
-            if score > threshold {
+            if c.score > threshold {
                 let bw = c.x2 - c.x1 + 1.0;
                 let bh = c.y2 - c.y1 + 1.0;
-                let m = &marks[k * 10..k * 10 + 10];
                 let mut lm = [[0f32; 2]; 5];
                 for (j, p) in lm.iter_mut().enumerate() {
                     *p = [bw * m[j] + c.x1 - 1.0, bh * m[j + 5] + c.y1 - 1.0];
                 }
-                let r = [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]];
-                passed.push(regress(&Candidate { score, ..c }, r, true));
+                passed.push(regress(&c, c.reg, true));
                 points.push(lm);
             }
         }
@@ -524,6 +631,40 @@ impl FaceDetector {
         let mut faces: Vec<Face> = keep.into_iter().map(face).collect();
         faces.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(faces)
+    }
+
+    /// O-Net's score, box regression and landmarks (relative to the window) for each candidate
+    /// whose window is not empty, in order.
+    async fn onet_scores(
+        &self,
+        frame: &Frame,
+        scale: (f32, f32),
+        candidates: &[Candidate],
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<(Candidate, [f32; 10])>, DetectError> {
+        let (kept, input) = self.crops(frame, scale, candidates, 48, cfg.edges.padding);
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = kept.len();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 48, 48]), &self.device);
+        let (reg, marks, prob) = self.onet.forward(x);
+        let [reg, marks, prob] =
+            self.read([reg.flatten::<1>(0, 1), marks.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
+        Ok(kept
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let c = Candidate {
+                    score: prob[k * 2 + 1],
+                    reg: [reg[k * 4], reg[k * 4 + 1], reg[k * 4 + 2], reg[k * 4 + 3]],
+                    ..candidates[i]
+                };
+                let mut m = [0f32; 10];
+                m.copy_from_slice(&marks[k * 10..k * 10 + 10]);
+                (c, m)
+            })
+            .collect())
     }
 
     /// Area-resized, normalised crops of the candidates' windows (scaled by `scale` into
@@ -591,6 +732,23 @@ impl FaceDetector {
 /// With `about`, only the part O-Net reads for those candidates (in `frame`'s pixels) is made;
 /// the rest stays black and is never read. Following a face in a 640×480 frame took 5.2 ms
 /// natively, 3.9 ms of it making the whole copy.
+/// The pyramid levels P-Net scans in a frame of `size` for faces from `min_face` pixels: each
+/// level's scale, and whether it is searched on a padded copy.
+fn pyramid_levels((w, h): (u32, u32), min_face: f32, cfg: &DetectorConfig) -> Vec<(f32, bool)> {
+    let m = 12.0 / min_face;
+    let mut minl = (w as f32).min(h as f32) * m;
+    let mut levels = Vec::new();
+    let mut scale = m;
+    let padded = cfg.edges.padded_pyramid;
+    let smallest = if padded { PADDED_MIN_SIDE } else { 12.0 };
+    while minl >= smallest {
+        levels.push((scale, padded && minl < PADDED_BELOW_SIDE));
+        scale *= cfg.scale_factor;
+        minl *= cfg.scale_factor;
+    }
+    levels
+}
+
 fn working_copy<'a>(
     frame: &'a Frame,
     min_face: f32,
