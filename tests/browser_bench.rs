@@ -106,20 +106,26 @@ async fn bench_detect_in_chromium() {
 async fn bench_large_photos_in_chromium() {
     let dir = TempDir::new("bench-large");
     let photos = [(4000, 3000), (8000, 6000), (12000, 9000)].map(|(w, h)| large_jpeg(&dir, w, h));
-    let h = Harness::start(&dist(), &[]).await;
-    h.open("/?backend=cpu#/photos").await;
-    h.wait_for("#engine[data-state='ready']", 300).await;
-    for (k, path) in photos.iter().chain(photos.iter()).chain(photos.iter()).enumerate() {
-        // Each file under its own name, so each run has its own card.
-        let run = dir.0.join(format!("run{k}-{}", path.file_name().unwrap().to_string_lossy()));
-        std::fs::hard_link(path, &run).unwrap();
-        let name = run.file_name().unwrap().to_string_lossy().to_string();
-        let input = h.wait_for("#file-input", 30).await;
-        let start = std::time::Instant::now();
-        input.send_keys(&run.display().to_string()).await.unwrap();
-        // Waits in the page (a MutationObserver) rather than by polling over WebDriver, whose
-        // round trips would compete with the worker for the CPU.
-        let card = h
+    // As the page starts (where the machine has a core for it, a second worker shares each
+    // photo's detection), then with exactly one worker (`?workers=1`), in the same sitting.
+    for (setting, query) in [("as it starts", ""), ("one worker", "&workers=1")] {
+        let h = Harness::start(&dist(), &[]).await;
+        h.open(&format!("/?backend=cpu{query}#/photos")).await;
+        h.wait_for("#engine[data-state='ready']", 300).await;
+        // A person picks a photo after the second worker has loaded.
+        let two_workers = query.is_empty() && h.wait_for_opt("body[data-photo-helper='ready']", 60).await;
+        println!("photos page {setting}: second worker {}", if two_workers { "ready" } else { "not started" });
+        for (k, path) in photos.iter().chain(photos.iter()).chain(photos.iter()).enumerate() {
+            // Each file under its own name, so each run has its own card.
+            let run = dir.0.join(format!("run{k}{}-{}", query.len(), path.file_name().unwrap().to_string_lossy()));
+            std::fs::hard_link(path, &run).unwrap();
+            let name = run.file_name().unwrap().to_string_lossy().to_string();
+            let input = h.wait_for("#file-input", 30).await;
+            let start = std::time::Instant::now();
+            input.send_keys(&run.display().to_string()).await.unwrap();
+            // Waits in the page (a MutationObserver) rather than by polling over WebDriver, whose
+            // round trips would compete with the worker for the CPU.
+            let card = h
             .eval_async(&format!(
                 "new Promise(resolve => {{ \
                    const read = () => {{ const a = document.querySelector('article.photo[data-name=\"{name}\"]'); \
@@ -131,14 +137,14 @@ async fn bench_large_photos_in_chromium() {
                    o.observe(document.body, {{subtree: true, childList: true, attributes: true}}); }})"
             ))
             .await;
-        let elapsed = start.elapsed();
-        assert_eq!(card["state"], "done", "{name}: {card}");
-        // The page's own clock, from the files reaching it to the answer in the card; the
-        // WebDriver figure adds the file upload and the polling.
-        let answer: f64 = card["answer"].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-        let r: Value = serde_json::from_str(card["result"].as_str().unwrap()).unwrap();
-        println!(
-            "browser CPU large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms ({}), detect {:5.0} ms, classify {:4.0} ms), {} faces; timeline {}",
+            let elapsed = start.elapsed();
+            assert_eq!(card["state"], "done", "{name}: {card}");
+            // The page's own clock, from the files reaching it to the answer in the card; the
+            // WebDriver figure adds the file upload and the polling.
+            let answer: f64 = card["answer"].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            let r: Value = serde_json::from_str(card["result"].as_str().unwrap()).unwrap();
+            println!(
+            "browser CPU ({setting}) large photo {:>5}×{:<5} ({:>3.0} MP): drop to answer {:6.0} ms (through WebDriver {:6.0} ms; decode {:5.0} ms ({}), detect {:5.0} ms ({} parts shared), classify {:4.0} ms), {} faces; timeline {}",
             r["width"],
             r["height"],
             r["width"].as_f64().unwrap() * r["height"].as_f64().unwrap() / 1e6,
@@ -147,13 +153,15 @@ async fn bench_large_photos_in_chromium() {
             r["decode_ms"].as_f64().unwrap_or(f64::NAN),
             r["decoded"].as_str().unwrap_or("?"),
             r["detect_ms"].as_f64().unwrap_or(f64::NAN),
+            r["shared_parts"],
             r["classify_ms"].as_f64().unwrap_or(f64::NAN),
             r["faces"].as_array().map_or(0, |f| f.len()),
             card["timeline"].as_str().unwrap_or("?")
         );
+        }
+        h.assert_private();
+        h.finish().await;
     }
-    h.assert_private();
-    h.finish().await;
 }
 
 /// The memory of every Chromium process, shared pages split among their sharers (the sum of

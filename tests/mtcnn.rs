@@ -640,7 +640,7 @@ impl Helper for SecondDetector {
             Work::Onet(_) => "O-Net",
         });
         if self.fail {
-            return std::future::ready(Err(DetectError::Config("the helper is gone".into())));
+            return std::future::ready(Err(DetectError::Helper("gone".into())));
         }
         std::future::ready(pollster::block_on(self.det.run_part(working, &part)))
     }

@@ -52,9 +52,39 @@ async function loadWebGpuEngine() {
 
 let ready = null;
 let handle = worker_handle;
+
+// The channel to the other worker of a pair that shares each photo's detection (one runs parts
+// of the other's; see web/src/worker.rs). The page introduces the two once both have loaded
+// their models; parts go only to a peer that has said hello, and answers back to whoever asked.
+let peer = null;
+let peerReady = false;
+self.mienPeerReady = () => peer !== null && peerReady;
+self.mienPeerPost = (msg, transfer, answer) => {
+  if (!peer || !(peerReady || answer)) return false;
+  peer.postMessage(msg, transfer);
+  return true;
+};
+
+function meetPeer(port) {
+  peer = port;
+  peer.onmessage = async (event) => {
+    if (event.data && event.data.type === 'peer-ready') {
+      peerReady = true;
+      return;
+    }
+    if (ready) await ready;
+    handle(event.data);
+  };
+  peer.postMessage({ type: 'peer-ready' });
+}
+
 // Registered synchronously: messages that arrive before a listener exists would be lost.
 self.onmessage = async (event) => {
   const msg = event.data;
+  if (msg && msg.type === 'peer') {
+    meetPeer(msg.port);
+    return;
+  }
   if (msg && msg.type === 'init') {
     ready = (async () => {
       if (msg.engine === 'webgpu') {

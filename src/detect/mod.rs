@@ -94,6 +94,10 @@ pub enum DetectError {
     Config(String),
     #[error("reading results back from the {0} backend failed: {1}")]
     Backend(String, String),
+    /// A helper did not run its part of a shared detection (see [`shared`]); the part then runs
+    /// here, so this never reaches the caller of [`FaceDetector::detect_sharing`].
+    #[error("the helper did not answer its part: {0}")]
+    Helper(String),
 }
 
 /// The raw bytes of the three MTCNN safetensors files.

@@ -164,6 +164,11 @@ impl Harness {
             .unwrap_or_else(|e| panic!("waiting {secs} s for `{css}`: {e}"))
     }
 
+    /// Whether `css` matches an element within `secs` seconds.
+    pub async fn wait_for_opt(&self, css: &str, secs: u64) -> bool {
+        self.client.wait().at_most(Duration::from_secs(secs)).for_element(Locator::Css(css)).await.is_ok()
+    }
+
     /// Runs a JS expression and returns its JSON value.
     pub async fn eval(&self, expr: &str) -> serde_json::Value {
         self.client.execute(&format!("return ({expr});"), vec![]).await.unwrap()

@@ -169,6 +169,19 @@ impl InferenceWorker {
         post(&self.worker, &Request::SelfTest);
     }
 
+    /// Gives this worker and `other` a channel of their own, over which each runs parts of the
+    /// other's photo detections (see `worker.js` and [`crate::worker`]).
+    fn introduce(&self, other: &InferenceWorker) -> Result<(), JsValue> {
+        let channel = web_sys::MessageChannel::new()?;
+        for (worker, port) in [(&self.worker, channel.port1()), (&other.worker, channel.port2())] {
+            let msg = js_sys::Object::new();
+            js_sys::Reflect::set(&msg, &"type".into(), &"peer".into())?;
+            js_sys::Reflect::set(&msg, &"port".into(), &port)?;
+            worker.post_message_with_transfer(&msg, &js_sys::Array::of1(&port))?;
+        }
+        Ok(())
+    }
+
     /// Whether the models are loaded, and how many jobs wait for an answer.
     fn load(&self) -> (bool, usize) {
         let inner = self.inner.borrow();
@@ -178,9 +191,25 @@ impl InferenceWorker {
 
 /// The inference workers: one per core the page can spare (see [`pool_size`]). Jobs go to the
 /// worker with the fewest waiting; each worker holds its own copy of the models.
+///
+/// Where that is one worker on a machine of two cores or more (and the address does not say
+/// `?workers=N`), the photos page adds a second one that takes no jobs of its own but runs half
+/// of each photo's detection (see [`WorkerPool::share_photos`]): one photo is answered sooner,
+/// which is what a person dropping one photo waits on. The live page does not start it.
 pub struct WorkerPool {
     workers: Rc<RefCell<Vec<InferenceWorker>>>,
     size: usize,
+    helper: Rc<RefCell<Helper>>,
+}
+
+/// The second worker of a pool of one (see [`WorkerPool`]).
+#[derive(Default)]
+struct Helper {
+    /// The photos page asked for it.
+    wanted: bool,
+    /// The first worker is ready on the CPU (a WebGPU worker shares no work: its GPU is one).
+    first_on_cpu: bool,
+    worker: Option<InferenceWorker>,
 }
 
 impl WorkerPool {
@@ -190,6 +219,7 @@ impl WorkerPool {
     pub fn spawn(backend: Backend, on_event: Callback<WorkerEvent>) -> Result<Self, String> {
         let size = pool_size();
         let workers: Rc<RefCell<Vec<InferenceWorker>>> = Rc::new(RefCell::new(Vec::with_capacity(size)));
+        let helper: Rc<RefCell<Helper>> = Rc::default();
         let others = {
             let on_event = on_event.clone();
             Callback::from(move |ev: WorkerEvent| match ev {
@@ -202,7 +232,14 @@ impl WorkerPool {
         };
         let first = {
             let workers = Rc::downgrade(&workers);
+            let helper = Rc::downgrade(&helper);
             Callback::from(move |ev: WorkerEvent| {
+                if let (WorkerEvent::Ready { backend, .. }, Some(workers), Some(helper)) =
+                    (&ev, workers.upgrade(), helper.upgrade())
+                {
+                    helper.borrow_mut().first_on_cpu = *backend == ActiveBackend::Cpu;
+                    start_helper(&workers, &helper, size);
+                }
                 if let (WorkerEvent::Ready { backend, .. }, Some(workers)) = (&ev, workers.upgrade()) {
                     let backend = match backend {
                         ActiveBackend::Cpu => Backend::Cpu,
@@ -221,7 +258,15 @@ impl WorkerPool {
         };
         let worker = InferenceWorker::spawn(backend, first)?;
         workers.borrow_mut().push(worker);
-        Ok(WorkerPool { workers, size })
+        Ok(WorkerPool { workers, size, helper })
+    }
+
+    /// Starts the second worker that shares each photo's detection, where the pool is one
+    /// worker and the machine has a core to spare for it (see [`WorkerPool`]); called by the
+    /// photos page, so it loads while the person picks photos.
+    pub fn share_photos(&self) {
+        self.helper.borrow_mut().wanted = true;
+        start_helper(&self.workers, &self.helper, self.size);
     }
 
     /// How many workers the pool runs (once all have started).
@@ -253,21 +298,71 @@ impl WorkerPool {
     }
 }
 
+/// Starts the pool's helper worker if it is wanted and useful (see [`WorkerPool::share_photos`]),
+/// and introduces it to the first worker once it is ready.
+fn start_helper(workers: &Rc<RefCell<Vec<InferenceWorker>>>, helper: &Rc<RefCell<Helper>>, size: usize) {
+    let cores = web_sys::window().map_or(1, |w| w.navigator().hardware_concurrency() as usize);
+    {
+        let h = helper.borrow();
+        let one = size == 1 && asked_workers().is_none();
+        if !h.wanted || !h.first_on_cpu || h.worker.is_some() || !one || cores < 2 || workers.borrow().is_empty() {
+            return;
+        }
+    }
+    let on_event = {
+        let (workers, helper) = (Rc::downgrade(workers), Rc::downgrade(helper));
+        Callback::from(move |ev: WorkerEvent| match ev {
+            WorkerEvent::Ready { .. } => {
+                let (Some(workers), Some(helper)) = (workers.upgrade(), helper.upgrade()) else { return };
+                let (workers, helper) = (workers.borrow(), helper.borrow());
+                if let (Some(first), Some(second)) = (workers.first(), helper.worker.as_ref()) {
+                    match first.introduce(second) {
+                        // For tests and benchmarks: photos dropped from now on are shared.
+                        Ok(()) => {
+                            if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+                                let _ = body.set_attribute("data-photo-helper", "ready");
+                            }
+                        }
+                        Err(e) => {
+                            web_sys::console::warn_2(&"mien: the second worker could not be introduced".into(), &e)
+                        }
+                    }
+                }
+            }
+            // The first worker runs every part itself when its peer fails: nothing is lost.
+            WorkerEvent::Fatal(e) | WorkerEvent::Crashed(e) => {
+                web_sys::console::warn_1(&format!("mien: the second worker stopped ({e}); photos run on one").into())
+            }
+            WorkerEvent::SelfTest(_) | WorkerEvent::GpuLost(_) => {}
+        })
+    };
+    match InferenceWorker::spawn(Backend::Cpu, on_event) {
+        Ok(w) => helper.borrow_mut().worker = Some(w),
+        Err(e) => web_sys::console::warn_1(&format!("mien: {e}").into()),
+    }
+}
+
 /// How many inference workers to run: `?workers=N` (1 to 8) where given, else one per core
 /// beyond the one the page itself needs (`navigator.hardwareConcurrency − 1`), at most four.
 /// On a 2-core machine that is one: there a second worker competes with the page, the camera
 /// and the compositor for the same two cores (measured in docs/MEASUREMENTS.md).
 fn pool_size() -> usize {
     let Some(window) = web_sys::window() else { return 1 };
-    let asked = window
+    asked_workers()
+        .unwrap_or_else(|| (window.navigator().hardware_concurrency() as usize).saturating_sub(1).clamp(1, 4))
+}
+
+/// The `?workers=N` of the page's address (1 to 8), if any: exactly that many workers run, and
+/// no second worker shares a pool of one's photos.
+fn asked_workers() -> Option<usize> {
+    web_sys::window()?
         .location()
         .search()
         .ok()
         .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
         .and_then(|p| p.get("workers"))
         .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=8).contains(n));
-    asked.unwrap_or_else(|| (window.navigator().hardware_concurrency() as usize).saturating_sub(1).clamp(1, 4))
+        .filter(|n| (1..=8).contains(n))
 }
 
 /// Where *Auto*'s measurement is kept (`localStorage`).

@@ -38,6 +38,14 @@ impl WorkerRef {
         self.0.borrow().as_ref().map_or(1, |w| w.size())
     }
 
+    /// Starts the second worker that shares each photo's detection, where it helps (see
+    /// [`WorkerPool::share_photos`]).
+    pub fn share_photos(&self) {
+        if let Some(w) = self.0.borrow().as_ref() {
+            w.share_photos();
+        }
+    }
+
     /// Finds and classifies the faces of an image file's bytes (transferred to the worker, not
     /// copied), down to faces of `min_face_fraction` of the photo's shorter side (and 20 pixels);
     /// `done` gets the answer, or an error when no worker is running.

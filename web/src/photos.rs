@@ -247,6 +247,17 @@ pub fn photos() -> Html {
     // Re-renders the progress line when a photo of the batch finishes.
     let tick = use_state(|| 0u32);
 
+    // The second worker that shares each photo's detection (where the machine has a core for
+    // it) loads while the person picks photos; after each render, so a restarted engine gets
+    // one too. It returns at once when there is one already.
+    {
+        let worker = ctx.worker.clone();
+        use_effect(move || {
+            worker.share_photos();
+            || ()
+        });
+    }
+
     let add_files = {
         let worker = ctx.worker.clone();
         let dispatcher = state.dispatcher();

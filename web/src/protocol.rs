@@ -144,6 +144,9 @@ pub struct DetectReply {
     pub decoded: String,
     /// Milliseconds spent in the MTCNN cascade (or following faces, for a job that follows them).
     pub detect_ms: f64,
+    /// Parts of the cascade that the second worker ran (see [`crate::bridge::WorkerPool`]).
+    #[serde(default)]
+    pub shared_parts: u32,
     /// Milliseconds spent cropping and classifying the faces.
     #[serde(default)]
     pub classify_ms: f64,
@@ -174,6 +177,11 @@ pub enum Request {
     Init(Init),
     Detect(DetectJob),
     SelfTest,
+    /// A part of another worker's detection, over the two workers' own channel (see
+    /// [`crate::worker`]'s helper).
+    Part(PartJob),
+    /// The answer to a [`Request::Part`], back over that channel.
+    PartDone(PartDone),
 }
 
 /// The tags of [`Request`], read before the rest of a message (see [`Request::from_js`]).
@@ -183,6 +191,8 @@ enum RequestKind {
     Init,
     Detect,
     SelfTest,
+    Part,
+    PartDone,
 }
 
 /// Load the models on `backend`.
@@ -204,6 +214,27 @@ pub struct Init {
     /// module.
     #[serde(default)]
     pub engine_error: Option<String>,
+}
+
+/// A part of a detection shared with a helper worker ([`mien::detect::shared`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartJob {
+    pub id: u32,
+    /// The [`mien::detect::shared::Part`], as JSON (its numbers come back bit for bit).
+    pub part: String,
+    /// The picture the part reads: RGB pixels, row by row.
+    pub width: u32,
+    pub height: u32,
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub pixels: ArrayBuffer,
+}
+
+/// The answer to the [`PartJob`] numbered `id`: a [`mien::detect::shared::PartResult`] as JSON,
+/// or why there is none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartDone {
+    pub id: u32,
+    pub result: Result<String, String>,
 }
 
 /// Find and classify the faces of one image.
@@ -261,8 +292,14 @@ impl Request {
     pub fn to_js(&self) -> Result<(JsValue, Array), String> {
         let value = serde_wasm_bindgen::to_value(self).map_err(|e| format!("could not encode a request: {e}"))?;
         let transfer = Array::new();
-        if let Request::Detect(job) = self {
-            transfer.push(job.image.buffer());
+        match self {
+            Request::Detect(job) => {
+                transfer.push(job.image.buffer());
+            }
+            Request::Part(job) => {
+                transfer.push(&job.pixels);
+            }
+            _ => {}
         }
         Ok((value, transfer))
     }
@@ -281,6 +318,8 @@ impl Request {
             RequestKind::Init => Request::Init(decode(value)?),
             RequestKind::Detect => Request::Detect(decode(value)?),
             RequestKind::SelfTest => Request::SelfTest,
+            RequestKind::Part => Request::Part(decode(value)?),
+            RequestKind::PartDone => Request::PartDone(decode(value)?),
         })
     }
 }

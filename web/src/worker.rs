@@ -18,7 +18,8 @@ use web_sys::{Blob, DedicatedWorkerGlobalScope, Response as FetchResponse};
 
 use crate::gpu::{webgpu_adapter, Adapter};
 use crate::protocol::{
-    ActiveBackend, AutoChoice, Backend, DetectJob, DetectReply, Image, Init, Request, Response, AUTO_WEBGPU_BUDGET_MS,
+    ActiveBackend, AutoChoice, Backend, DetectJob, DetectReply, Image, Init, PartDone, PartJob, Request, Response,
+    AUTO_WEBGPU_BUDGET_MS,
 };
 
 struct State {
@@ -83,8 +84,130 @@ pub fn worker_handle(msg: JsValue) {
                 post(&Response::Detected { id, reply, thumbnail: thumbnail.unwrap_or(JsValue::UNDEFINED) });
             }
             Request::SelfTest => post(&Response::SelfTest { result: selftest().await }),
+            Request::Part(job) => {
+                let id = job.id;
+                let result = run_part(job).await;
+                post_to_peer(&Request::PartDone(PartDone { id, result }), true);
+            }
+            Request::PartDone(done) => {
+                let resolve = PARTS.with(|p| p.borrow_mut().waiting.remove(&done.id));
+                if let Some(resolve) = resolve {
+                    let answer = serde_wasm_bindgen::to_value(&done.result).unwrap_or(JsValue::NULL);
+                    let _ = resolve.call1(&JsValue::NULL, &answer);
+                }
+            }
         }
     });
+}
+
+/// The parts of this worker's detections that its peer runs (see [`PeerHelper`]).
+#[derive(Default)]
+struct Parts {
+    next_id: u32,
+    /// Each waiting part's promise's `resolve`.
+    waiting: std::collections::HashMap<u32, js_sys::Function>,
+    /// The peer missed an answer: it is not asked again.
+    gone: bool,
+    /// Parts the peer answered.
+    answered: u32,
+}
+
+thread_local! {
+    static PARTS: RefCell<Parts> = RefCell::new(Parts::default());
+}
+
+/// How long a part may take at the peer before it is run here instead (and the peer is asked no
+/// more): a part takes tens of milliseconds, so only a peer that crashed or hangs misses this.
+const PEER_PART_BUDGET_MS: i32 = 3000;
+
+/// Sends `request` over the channel to the peer worker (`worker.js`'s `mienPeerPost`); `answer`
+/// sends it even before the peer said hello. `false` when there is no peer to send to.
+fn post_to_peer(request: &Request, answer: bool) -> bool {
+    let Ok(post) = Reflect::get(&scope(), &"mienPeerPost".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) else {
+        return false;
+    };
+    let Ok((msg, transfer)) = request.to_js() else { return false };
+    post.call3(&scope(), &msg, &transfer, &answer.into()).map(|sent| sent.is_truthy()).unwrap_or(false)
+}
+
+/// The peer worker, as the helper of a shared detection ([`mien::detect::shared`]): where the
+/// page runs two workers for one (two cores, one worker for jobs), the second runs half of each
+/// stage of a photo's cascade while this one runs the other half.
+struct PeerHelper;
+
+impl PeerHelper {
+    /// The peer, if the page introduced one, it has said hello, and it has not missed an answer.
+    fn available() -> Option<PeerHelper> {
+        let gone = PARTS.with(|p| p.borrow().gone);
+        let ready = Reflect::get(&scope(), &"mienPeerReady".into())
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+            .and_then(|f| f.call0(&scope()))
+            .map(|r| r.is_truthy())
+            .unwrap_or(false);
+        (!gone && ready).then_some(PeerHelper)
+    }
+}
+
+impl mien::detect::shared::Helper for PeerHelper {
+    type Pending =
+        std::pin::Pin<Box<dyn Future<Output = Result<mien::detect::shared::PartResult, mien::detect::DetectError>>>>;
+
+    fn start(&self, working: &Frame, part: mien::detect::shared::Part) -> Self::Pending {
+        use mien::detect::DetectError;
+        let id = PARTS.with(|p| {
+            let mut p = p.borrow_mut();
+            p.next_id = p.next_id.wrapping_add(1);
+            p.next_id
+        });
+        let pixels = Uint8Array::from(working.rgb()).buffer();
+        let job = match serde_json::to_string(&part) {
+            Ok(part) => PartJob { id, part, width: working.width(), height: working.height(), pixels },
+            Err(e) => return Box::pin(std::future::ready(Err(DetectError::Helper(e.to_string())))),
+        };
+        let mut resolve_fn = None;
+        let promise = js_sys::Promise::new(&mut |resolve, _| resolve_fn = Some(resolve));
+        if let Some(resolve) = resolve_fn {
+            PARTS.with(|p| p.borrow_mut().waiting.insert(id, resolve));
+        }
+        if !post_to_peer(&Request::Part(job), false) {
+            PARTS.with(|p| p.borrow_mut().waiting.remove(&id));
+            return Box::pin(std::future::ready(Err(DetectError::Helper("no peer".into()))));
+        }
+        Box::pin(async move {
+            let Some(answer) = within(PEER_PART_BUDGET_MS, JsFuture::from(promise)).await else {
+                PARTS.with(|p| {
+                    let mut p = p.borrow_mut();
+                    p.waiting.remove(&id);
+                    p.gone = true;
+                });
+                web_sys::console::warn_1(
+                    &"mien: the second worker stopped answering; each photo now runs on one".into(),
+                );
+                return Err(DetectError::Helper("no answer in time".into()));
+            };
+            let result: Result<String, String> = answer
+                .ok()
+                .and_then(|a| serde_wasm_bindgen::from_value(a).ok())
+                .unwrap_or_else(|| Err("an unreadable answer".into()));
+            let result = result
+                .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()))
+                .map_err(DetectError::Helper);
+            if result.is_ok() {
+                PARTS.with(|p| p.borrow_mut().answered += 1);
+            }
+            result
+        })
+    }
+}
+
+/// Runs a part of the peer's detection (see [`PeerHelper`]).
+async fn run_part(job: PartJob) -> Result<String, String> {
+    let state = STATE.with(|s| s.borrow().clone()).ok_or_else(|| "still loading".to_string())?;
+    let part: mien::detect::shared::Part = serde_json::from_str(&job.part).map_err(|e| e.to_string())?;
+    let frame =
+        Frame::from_rgb(job.width, job.height, Uint8Array::new(&job.pixels).to_vec()).map_err(|e| e.to_string())?;
+    let result = state.detector.run_part(&frame, &part).await.map_err(|e| e.to_string())?;
+    serde_json::to_string(&result).map_err(|e| e.to_string())
 }
 
 /// The models on one device.
@@ -353,8 +476,15 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         Image::File(bytes) => decode_photo(bytes, Some(config.photo_short_side())).await?,
     };
     let t1 = now();
+    // A photo's search is shared with the peer worker where there is one; a video frame's is not
+    // (the live page's frames are small, and its searches already meet their budget).
+    let helper = match job.image {
+        Image::File(_) => PeerHelper::available(),
+        Image::Rgba { .. } => None,
+    };
+    let answered_before = PARTS.with(|p| p.borrow().answered);
     let faces = match &job.step {
-        Step::Detect => state.detector.detect_with(&photo.frame, &config).await,
+        Step::Detect => state.detector.detect_sharing(&photo.frame, &config, helper.as_ref()).await,
         Step::DetectUpright => {
             let upright = mien::DetectorConfig { turned_look: None, ..config.clone() };
             state.detector.detect_with(&photo.frame, &upright).await
@@ -364,6 +494,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
     }
     .map_err(|e| e.to_string())?;
     let t2 = now();
+    let shared_parts = PARTS.with(|p| p.borrow().answered) - answered_before;
     let (faces, labels) = match &state.classifier {
         Some(c) => {
             let faces = mien::pipeline::classify_faces_with(c, &photo.frame, faces, job.views)
@@ -391,6 +522,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
         decode_ms: t1 - t0,
         decoded,
         detect_ms: t2 - t1,
+        shared_parts,
         classify_ms: t3 - t2,
         backend: state.backend,
         received_at: 0.0,

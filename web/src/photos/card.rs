@@ -85,11 +85,12 @@ pub(super) fn photo_card(props: &PhotoCardProps) -> Html {
             let json = serde_json::to_string(r).unwrap_or_default();
             let n = r.faces.len();
             let caption = format!(
-                "{} · {} face{} · detect {:.0} ms, classify {:.0} ms on {}",
+                "{} · {} face{} · detect {:.0} ms{}, classify {:.0} ms on {}",
                 photo.name,
                 n,
                 if n == 1 { "" } else { "s" },
                 r.detect_ms,
+                if r.shared_parts > 0 { " (two workers)" } else { "" },
                 r.classify_ms,
                 r.backend
             );
