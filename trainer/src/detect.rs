@@ -8,6 +8,8 @@ use mien::burn::prelude::Device;
 use mien::{DetectorConfig, Face, FaceDetector, Frame, MtcnnWeights};
 use serde::Serialize;
 
+use crate::augment::SplitMix64;
+
 /// The shipped MTCNN weights, built into the binary so the CLI works from any directory.
 pub fn shipped_weights() -> MtcnnWeights {
     MtcnnWeights {
@@ -20,6 +22,51 @@ pub fn shipped_weights() -> MtcnnWeights {
 pub fn detector(min_face: f32) -> Result<FaceDetector> {
     let config = DetectorConfig { min_face_size: min_face, ..DetectorConfig::default() };
     FaceDetector::new(&shipped_weights(), config, &Device::flex()).context("loading the MTCNN weights")
+}
+
+/// Frames without a face, to count the faces a detector setting raises where there are none:
+/// square cuts of the fixture photos that touch no reference face (grown by half its size),
+/// resized to 64–363 px, and the faceless fixtures as they are (152 frames with seed 3). Paths
+/// are the repository's: run from its root.
+pub fn faceless_frames(rng: &mut SplitMix64) -> Result<Vec<Frame>> {
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("tests/fixtures/reference_mtcnn_detections.json")?)?;
+    let mut out = Vec::new();
+    let images = reference["images"].as_object().context("reference detections: no images")?;
+    for (path, entry) in images {
+        let frame = Frame::decode(&std::fs::read(format!("tests/{path}"))?)?;
+        let img = image::RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec())
+            .context("a frame has width × height × 3 bytes")?;
+        let mut faces = Vec::new();
+        for d in entry["detections"].as_array().into_iter().flatten() {
+            let b: Vec<f32> =
+                d["box"].as_array().into_iter().flatten().filter_map(|v| v.as_f64()).map(|v| v as f32).collect();
+            let (w, h) = (b[2] - b[0], b[3] - b[1]);
+            faces.push([b[0] - 0.5 * w, b[1] - 0.5 * h, b[2] + 0.5 * w, b[3] + 0.5 * h]);
+        }
+        if path.contains("no_faces") {
+            out.push(frame.clone());
+        }
+        let (w, h) = (frame.width(), frame.height());
+        let mut made = 0;
+        for _ in 0..200 {
+            if made >= 12 {
+                break;
+            }
+            let side = (w.min(h) as f32 * (0.2 + 0.5 * rng.below(100) as f32 / 100.0)) as u32;
+            let (x, y) = (rng.below((w - side) as usize + 1) as u32, rng.below((h - side) as usize + 1) as u32);
+            let r = [x as f32, y as f32, (x + side) as f32, (y + side) as f32];
+            if faces.iter().any(|b| b[0] < r[2] && r[0] < b[2] && b[1] < r[3] && r[1] < b[3]) {
+                continue;
+            }
+            let out_side = 64 + rng.below(300) as u32;
+            let cut = image::imageops::crop_imm(&img, x, y, side, side).to_image();
+            let cut = image::imageops::resize(&cut, out_side, out_side, image::imageops::FilterType::Triangle);
+            out.push(Frame::from_rgb(out_side, out_side, cut.into_raw())?);
+            made += 1;
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]

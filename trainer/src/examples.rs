@@ -69,6 +69,17 @@ fn soft_target(votes: &[f32], labels: &[Emotion]) -> Vec<f32> {
 }
 
 /// The trainer's cache: `$MIEN_CACHE`, default `~/.cache/mien`.
+/// A seeded sample of `n` of a dataset's training images (its test splits are never read), as
+/// examples cut with `crop`: what the detection examples (`trainer/examples/`) measure on.
+pub fn training_sample(data: &Path, crop: &CropConfig, n: usize, seed: u64) -> Result<Vec<Example>> {
+    let mut dataset = open_dataset(data, None, None)?;
+    dataset.samples.retain(|s| !matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest")));
+    let (mut examples, _, _) = examples_of(&dataset, crop)?;
+    crate::augment::SplitMix64::new(seed).shuffle(&mut examples);
+    examples.truncate(n);
+    Ok(examples)
+}
+
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("MIEN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/mien")
