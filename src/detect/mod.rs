@@ -409,7 +409,7 @@ impl FaceDetector {
                     config: cfg.clone(),
                     work: Work::Pnet(levels[1..].to_vec()),
                 };
-                let pending = h.start(working, rest.clone());
+                let pending = h.start(working, rest);
                 let mut all = self.pnet_levels(size, working, &levels[..1], cfg).await?;
                 all.extend(match pending.await {
                     Ok(PartResult::Candidates(c)) => c,
