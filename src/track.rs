@@ -121,9 +121,10 @@ impl FaceTracker {
 pub enum Step {
     /// The whole cascade ([`crate::FaceDetector::detect_with`]): finds every face.
     Detect,
-    /// The cascade without its turned look ([`crate::DetectorConfig::turned_look`]), which costs
-    /// several times the rest where a frame holds no face: the searches of a live video between
-    /// two whole ones while it holds no face. Finds every face but heads tilted far.
+    /// The cascade without its turned look and close look ([`crate::DetectorConfig::turned_look`],
+    /// [`crate::DetectorConfig::close_look`]), which cost several times the rest where a frame
+    /// holds no face: the searches of a live video between two whole ones while it holds no
+    /// face. Finds every face but heads tilted far and faces only the second opinion sees.
     DetectUpright,
     /// O-Net alone about the faces of the latest answer ([`crate::FaceDetector::follow_with`]).
     Follow(Vec<[f32; 4]>),

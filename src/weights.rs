@@ -75,6 +75,24 @@ pub fn load_pytorch_safetensors<M: Module>(mut module: M, bytes: &[u8], file: &s
     Ok(module)
 }
 
+/// Writes `module` as PyTorch-layout f32 safetensors, the layout [`load_pytorch_safetensors`]
+/// reads: linear weights transposed to `[out, in]`, PReLU slopes named `weight`. A network
+/// fine-tuned here is then stored like the pretrained file it started from.
+pub fn save_pytorch_safetensors<M: Module>(module: &M, file: &str) -> Result<Vec<u8>, WeightsError> {
+    use burn_store::BurnToPyTorchAdapter;
+    use safetensors::SafeTensors;
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    module.save_into(&mut store).map_err(|e| corrupt(file, format!("{e:?}")))?;
+    let bytes = store.get_bytes().map_err(|e| corrupt(file, format!("{e:?}")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(file, e))?;
+    let owned: Vec<OwnedTensor<'_>> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (pytorch_name(&name), view.dtype(), view.shape().to_vec(), view.data().into()))
+        .collect();
+    write_safetensors(&owned, None, file)
+}
+
 fn pytorch_name(burn_path: &str) -> String {
     burn_path.strip_suffix(".alpha").map(|p| format!("{p}.weight")).unwrap_or_else(|| burn_path.to_string())
 }

@@ -14,6 +14,7 @@ const CORE = [
   './assets/mtcnn/pnet.safetensors',
   './assets/mtcnn/rnet.safetensors',
   './assets/mtcnn/onet.safetensors',
+  './assets/mtcnn/onet_faces.safetensors',
   './assets/model/manifest.json',
   './assets/model/classifier.safetensors',
 ];

@@ -37,6 +37,19 @@ pub struct DetectorConfig {
     /// score and with its landmarks where a face's are. `None` turns the turned look off.
     #[serde(default = "default_turned_look")]
     pub turned_look: Option<f32>,
+    /// Score a face must reach in the close look: where neither the cascade nor the turned look
+    /// finds a face, the second opinion (an O-Net fine-tuned on faces that fill the picture,
+    /// [`super::FaceDetector::with_second_opinion`]) looks at large windows of the frame, and
+    /// keeps what it scores at this with its landmarks where a face's are. Skipped when the
+    /// detector has no second opinion loaded; `None` turns it off.
+    #[serde(default = "default_close_look")]
+    pub close_look: Option<f32>,
+    /// The pretrained O-Net's score a face of the close look must also reach, about the same
+    /// box. The second opinion learnt faces against flat and scrambled surroundings only, never
+    /// the world's clothes, cats and skies; on a few of those it is sure of a face where the
+    /// pretrained O-Net, taught on the world, is all but sure there is none.
+    #[serde(default = "default_close_look_floor")]
+    pub close_look_floor: f32,
 }
 
 /// The default O-Net score of a face from the turned look. Chosen on 1,000 FER2013 training
@@ -46,6 +59,20 @@ pub const TURNED_LOOK_SCORE: f32 = 0.97;
 
 /// The rotations of the turned look, in degrees, in the order they are searched.
 pub const TURNED_LOOK_ANGLES: [f32; 4] = [20.0, -20.0, 40.0, -40.0];
+
+/// The default score of a face from the close look.
+pub const CLOSE_LOOK_SCORE: f32 = 0.95;
+
+fn default_close_look() -> Option<f32> {
+    Some(CLOSE_LOOK_SCORE)
+}
+
+/// The default [`DetectorConfig::close_look_floor`].
+pub const CLOSE_LOOK_FLOOR: f32 = 0.5;
+
+fn default_close_look_floor() -> f32 {
+    CLOSE_LOOK_FLOOR
+}
 
 /// The default O-Net score of a face from the second look.
 pub const SECOND_LOOK_SCORE: f32 = 0.95;
@@ -92,6 +119,8 @@ impl Default for DetectorConfig {
             edges: EdgeSearch::default(),
             second_look: default_second_look(),
             turned_look: Some(TURNED_LOOK_SCORE),
+            close_look: default_close_look(),
+            close_look_floor: CLOSE_LOOK_FLOOR,
         }
     }
 }

@@ -23,8 +23,8 @@ use crate::frame::Frame;
 use crate::weights::{load_pytorch_safetensors, WeightsError};
 use boxes::{crop_window, nms, overlap_of, padded_window, regress, square, Candidate, Overlap};
 pub use config::{
-    DetectorConfig, EdgeSearch, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE, PHOTO_FACE_PIXELS, TURNED_LOOK_ANGLES,
-    TURNED_LOOK_SCORE,
+    DetectorConfig, EdgeSearch, CLOSE_LOOK_FLOOR, CLOSE_LOOK_SCORE, DEFAULT_MIN_FACE_FRACTION, MAX_PHOTO_SHORT_SIDE,
+    PHOTO_FACE_PIXELS, TURNED_LOOK_ANGLES, TURNED_LOOK_SCORE,
 };
 pub use nets::{ONet, PNet, RNet};
 pub use resample::Padding;
@@ -136,12 +136,28 @@ fn follow_windows(priors: &[[f32; 4]]) -> Vec<Candidate> {
 /// File names of the three weight files, as shipped in `assets/mtcnn/`.
 pub const WEIGHT_FILES: [&str; 3] = ["pnet.safetensors", "rnet.safetensors", "onet.safetensors"];
 
+/// File name of the second opinion's O-Net ([`FaceDetector::with_second_opinion`]), shipped in
+/// `assets/mtcnn/` beside the three.
+pub const SECOND_OPINION_FILE: &str = "onet_faces.safetensors";
+
+/// The close look's windows: squares of these fractions of the frame's shorter side, a quarter
+/// of a side apart (84 windows on a square frame, 130 on a 4:3 one).
+const CLOSE_LOOK_FRACTIONS: [f32; 4] = [1.0, 0.75, 0.55, 0.4];
+/// The most windows the close look gives one of its fractions (a square frame's smallest gives 49, a
+/// 16:9 one's 105).
+const CLOSE_LOOK_MAX_WINDOWS: usize = 160;
+/// O-Net score a close-look window needs to be looked at again about the box it regressed.
+const CLOSE_LOOK_FIRST: f32 = 0.5;
+
 /// MTCNN on a burn device.
 #[derive(Debug, Clone)]
 pub struct FaceDetector {
     pnet: PNet,
     rnet: RNet,
     onet: ONet,
+    /// O-Net fine-tuned on faces that fill the picture, for the close look
+    /// ([`DetectorConfig::close_look`]); loaded by [`Self::with_second_opinion`].
+    second_opinion: Option<ONet>,
     device: Device,
     config: DetectorConfig,
 }
@@ -153,9 +169,23 @@ impl FaceDetector {
             pnet: load_pytorch_safetensors(PNet::new(device), &weights.pnet, WEIGHT_FILES[0])?,
             rnet: load_pytorch_safetensors(RNet::new(device), &weights.rnet, WEIGHT_FILES[1])?,
             onet: load_pytorch_safetensors(ONet::new(device), &weights.onet, WEIGHT_FILES[2])?,
+            second_opinion: None,
             device: device.clone(),
             config,
         })
+    }
+
+    /// Loads the second opinion's O-Net (`bytes` of [`SECOND_OPINION_FILE`]), which the close
+    /// look asks where the cascade finds no face ([`DetectorConfig::close_look`]). Without it
+    /// the close look is skipped.
+    pub fn with_second_opinion(mut self, bytes: &[u8]) -> Result<Self, WeightsError> {
+        self.second_opinion = Some(load_pytorch_safetensors(ONet::new(&self.device), bytes, SECOND_OPINION_FILE)?);
+        Ok(self)
+    }
+
+    /// Whether the close look can run: the second opinion's weights are loaded.
+    pub fn has_second_opinion(&self) -> bool {
+        self.second_opinion.is_some()
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -226,10 +256,50 @@ impl FaceDetector {
         let min_face = cfg.min_face_in(frame.width(), frame.height());
         let (working, kx, ky) = working_copy(frame, min_face, None)?;
         let faces = self.cascade(frame, &working, (kx, ky), min_face, cfg, helper).await?;
-        match cfg.turned_look {
-            Some(score) if faces.is_empty() => self.turned_look(&working, (kx, ky), min_face, score, cfg, helper).await,
+        let faces = match cfg.turned_look {
+            Some(score) if faces.is_empty() => {
+                self.turned_look(&working, (kx, ky), min_face, score, cfg, helper).await?
+            }
+            _ => faces,
+        };
+        match (cfg.close_look, &self.second_opinion) {
+            (Some(score), Some(net)) if faces.is_empty() => self.close_look(net, &working, (kx, ky), score, cfg).await,
             _ => Ok(faces),
         }
+    }
+
+    /// The close look ([`DetectorConfig::close_look`]): the second opinion's O-Net on a grid of
+    /// large square windows of `working` ([`CLOSE_LOOK_FRACTIONS`]), then once more on a square
+    /// about each box it regressed from a window it scored above [`CLOSE_LOOK_FIRST`]; the faces
+    /// it then scores at `score` with their landmarks where a face's are, and that the pretrained
+    /// O-Net scores at least [`DetectorConfig::close_look_floor`] there, in the frame's pixels.
+    async fn close_look(
+        &self,
+        net: &ONet,
+        working: &Frame,
+        (kx, ky): (f32, f32),
+        score: f32,
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Face>, DetectError> {
+        let grid = close_look_windows(working.width() as f32, working.height() as f32);
+        let first = DetectorConfig { thresholds: [0.0, 0.0, CLOSE_LOOK_FIRST], second_look: None, ..cfg.clone() };
+        let seen = self.stage3_with(net, working, (1.0, 1.0), grid, &first, None::<&NoHelper>).await?;
+        if seen.is_empty() {
+            return Ok(seen);
+        }
+        let boxes: Vec<[f32; 4]> = seen.iter().map(|f| f.bbox).collect();
+        let last = DetectorConfig { thresholds: [0.0, 0.0, score], second_look: None, ..cfg.clone() };
+        let faces =
+            self.stage3_with(net, working, (1.0, 1.0), follow_windows(&boxes), &last, None::<&NoHelper>).await?;
+        let mut kept = Vec::new();
+        for face in faces.into_iter().filter(turn::plausible_landmarks) {
+            let pretrained =
+                self.onet_scores(&self.onet, working, (1.0, 1.0), &follow_windows(&[face.bbox]), cfg).await?;
+            if pretrained.iter().any(|(c, _)| c.score >= cfg.close_look_floor) {
+                kept.push(face.scaled(1.0 / kx, 1.0 / ky));
+            }
+        }
+        Ok(kept)
     }
 
     /// Runs a part of a detection shared by another detector (see [`shared`]); `working` is the
@@ -241,7 +311,9 @@ impl FaceDetector {
                 PartResult::Candidates(self.pnet_levels(part.frame_size, working, levels, &part.config).await?)
             }
             Work::Rnet(c) => PartResult::Candidates(self.rnet_scores(working, part.scale, c, &part.config).await?),
-            Work::Onet(c) => PartResult::Scored(self.onet_scores(working, part.scale, c, &part.config).await?),
+            Work::Onet(c) => {
+                PartResult::Scored(self.onet_scores(&self.onet, working, part.scale, c, &part.config).await?)
+            }
         })
     }
 
@@ -580,6 +652,19 @@ impl FaceDetector {
         cfg: &DetectorConfig,
         helper: Option<&impl Helper>,
     ) -> Result<Vec<Face>, DetectError> {
+        self.stage3_with(&self.onet, frame, scale, candidates, cfg, helper).await
+    }
+
+    /// [`Self::stage3`] with `net` as O-Net.
+    async fn stage3_with(
+        &self,
+        net: &ONet,
+        frame: &Frame,
+        scale: (f32, f32),
+        candidates: Vec<Candidate>,
+        cfg: &DetectorConfig,
+        helper: Option<&impl Helper>,
+    ) -> Result<Vec<Face>, DetectError> {
         let scored = match helper {
             Some(h) if candidates.len() >= SHARED_ONET_MIN => {
                 let half = candidates.len() / 2;
@@ -590,14 +675,14 @@ impl FaceDetector {
                     work: Work::Onet(candidates[half..].to_vec()),
                 };
                 let pending = h.start(frame, part);
-                let mut scored = self.onet_scores(frame, scale, &candidates[..half], cfg).await?;
+                let mut scored = self.onet_scores(net, frame, scale, &candidates[..half], cfg).await?;
                 scored.extend(match pending.await {
                     Ok(PartResult::Scored(c)) => c,
-                    _ => self.onet_scores(frame, scale, &candidates[half..], cfg).await?,
+                    _ => self.onet_scores(net, frame, scale, &candidates[half..], cfg).await?,
                 });
                 scored
             }
-            _ => self.onet_scores(frame, scale, &candidates, cfg).await?,
+            _ => self.onet_scores(net, frame, scale, &candidates, cfg).await?,
         };
         let mut passed = Vec::new();
         let mut points = Vec::new();
@@ -641,6 +726,7 @@ impl FaceDetector {
     /// whose window is not empty, in order.
     async fn onet_scores(
         &self,
+        net: &ONet,
         frame: &Frame,
         scale: (f32, f32),
         candidates: &[Candidate],
@@ -652,7 +738,7 @@ impl FaceDetector {
         }
         let n = kept.len();
         let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, 48, 48]), &self.device);
-        let (reg, marks, prob) = self.onet.forward(x);
+        let (reg, marks, prob) = net.forward(x);
         let [reg, marks, prob] =
             self.read([reg.flatten::<1>(0, 1), marks.flatten::<1>(0, 1), prob.flatten::<1>(0, 1)]).await?;
         Ok(kept
@@ -736,6 +822,40 @@ impl FaceDetector {
 /// With `about`, only the part O-Net reads for those candidates (in `frame`'s pixels) is made;
 /// the rest stays black and is never read. Following a face in a 640×480 frame took 5.2 ms
 /// natively, 3.9 ms of it making the whole copy.
+/// The close look's windows over a `w × h` frame: for each of [`CLOSE_LOOK_FRACTIONS`], squares
+/// of that fraction of the shorter side, spread evenly at most a quarter of a side apart and
+/// reaching both edges. Windows under R-Net's 24 pixels hold no face the cascade could not see,
+/// and a fraction that would need more than [`CLOSE_LOOK_MAX_WINDOWS`] windows (a strip far
+/// longer than it is wide) is left out, so the look's cost stays bounded.
+fn close_look_windows(w: f32, h: f32) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for f in CLOSE_LOOK_FRACTIONS {
+        let side = f * w.min(h);
+        if side < 24.0 {
+            continue;
+        }
+        let steps = |len: f32| ((len - side) / (side / 4.0)).ceil().max(0.0) as usize + 1;
+        if steps(w) * steps(h) > CLOSE_LOOK_MAX_WINDOWS {
+            continue;
+        }
+        let at = |i: usize, n: usize, len: f32| {
+            if n == 1 {
+                (len - side) / 2.0
+            } else {
+                i as f32 * (len - side) / (n - 1) as f32
+            }
+        };
+        let (nx, ny) = (steps(w), steps(h));
+        for iy in 0..ny {
+            for ix in 0..nx {
+                let (x, y) = (at(ix, nx, w), at(iy, ny, h));
+                out.push(Candidate::of_box([x, y, x + side, y + side], 1.0));
+            }
+        }
+    }
+    out
+}
+
 /// The pyramid levels P-Net scans in a frame of `size` for faces from `min_face` pixels: each
 /// level's scale, and whether it is searched on a padded copy.
 fn pyramid_levels((w, h): (u32, u32), min_face: f32, cfg: &DetectorConfig) -> Vec<(f32, bool)> {

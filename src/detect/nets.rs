@@ -222,13 +222,18 @@ impl ONet {
     /// `[N, 3, 48, 48]` → (regression `[N, 4]`, landmarks `[N, 10]` (x1..x5, y1..y5 relative to
     /// the box), probability `[N, 2]`).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+        let (reg, marks, logits) = self.forward_logits(x);
+        (reg, marks, softmax(logits, 1))
+    }
+
+    /// [`Self::forward`] with the face/not-face scores before the softmax, for training.
+    pub fn forward_logits(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
         let x = max_pool(&self.pool1, self.prelu1.forward(self.conv1.forward(x)));
         let x = max_pool(&self.pool2, self.prelu2.forward(self.conv2.forward(x)));
         let x = max_pool(&self.pool3, self.prelu3.forward(self.conv3.forward(x)));
         let x = self.prelu4.forward(self.conv4.forward(x));
         let x = self.prelu5.forward(self.dense5.forward(flatten_whc(x)));
-        let prob = softmax(self.dense6_1.forward(x.clone()), 1);
-        (self.dense6_2.forward(x.clone()), self.dense6_3.forward(x), prob)
+        (self.dense6_2.forward(x.clone()), self.dense6_3.forward(x.clone()), self.dense6_1.forward(x))
     }
 }
 

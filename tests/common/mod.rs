@@ -34,9 +34,18 @@ fn weights_in(dir: &Path) -> MtcnnWeights {
     MtcnnWeights { pnet: read("pnet.safetensors"), rnet: read("rnet.safetensors"), onet: read("onet.safetensors") }
 }
 
+/// The second opinion's O-Net as the app ships it, fine-tuned from `onet.safetensors`.
+pub fn second_opinion_weights() -> Vec<u8> {
+    let file = repo().join("assets/mtcnn").join(mien::detect::SECOND_OPINION_FILE);
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The detector as the app runs it: the shipped weights and its second opinion.
 pub fn detector() -> FaceDetector {
     FaceDetector::new(&mtcnn_weights(), DetectorConfig::default(), &burn::prelude::Device::flex())
         .expect("shipped MTCNN weights load")
+        .with_second_opinion(&second_opinion_weights())
+        .expect("the second opinion's weights load")
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {

@@ -14,7 +14,10 @@
 //! ```
 //!
 //! `FACTORS`, `FRACS` and `SCORES` are environment variables of comma-separated numbers
-//! (defaults below).
+//! (defaults below). With `ONET=FILE` (a fine-tuned O-Net, `mien-trainer tune-onet`), the
+//! close-up look asks that network instead, and the cascade with it as its last stage is
+//! measured too, on the same frames, with `REPLACED=1`. `FLOORS` (comma-separated) are the pretrained
+//! O-Net scores a close-look face must also reach.
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -112,9 +115,23 @@ fn main() -> Result<()> {
         &Device::flex(),
     )?;
     let bare = FaceDetector::new(&weights, DetectorConfig::default(), &Device::flex())?;
+    let tuned = match std::env::var_os("ONET") {
+        Some(path) => {
+            let onet = std::fs::read(&path).with_context(|| format!("reading {}", path.to_string_lossy()))?;
+            let weights = mien::MtcnnWeights { onet, ..weights.clone() };
+            let with = |config: &DetectorConfig| FaceDetector::new(&weights, config.clone(), &Device::flex());
+            Some((with(framed.config())?, with(bare.config())?))
+        }
+        None => None,
+    };
+    let (look_framed, look_bare) = match &tuned {
+        Some((f, b)) => (f, b),
+        None => (&framed, &bare),
+    };
 
     let mut rng = SplitMix64::new(42);
     let (mut missed, mut missed_best, mut found_best) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tuned_missed = 0;
     for e in &examples {
         // synthetic_frame draws the pasted image's place first: the same draws, peeked.
         let mut peek = rng.clone();
@@ -124,6 +141,9 @@ fn main() -> Result<()> {
         let place = [ox, oy, ox + PASTED, oy + PASTED];
         let windows: Vec<[f32; 4]> = factors.iter().map(|&k| scaled(place, k)).collect();
         let best = onet_on(&framed, &frame, &windows, 0.0)?.iter().map(|f| f.score).fold(0.0, f32::max);
+        if let Some((t, _)) = tuned.as_ref().filter(|_| std::env::var_os("REPLACED").is_some()) {
+            tuned_missed += usize::from(t.detect(&frame)?.is_empty());
+        }
         if framed.detect(&frame)?.is_empty() {
             missed_best.push(best);
             missed.push(frame);
@@ -136,26 +156,94 @@ fn main() -> Result<()> {
     println!("found, the same:                                    {}", histogram(&found_best));
 
     let negatives = faceless_frames(&mut SplitMix64::new(3))?;
-    for &score in &scores {
-        let started = std::time::Instant::now();
-        let mut rescued = 0;
-        for frame in &missed {
-            rescued += usize::from(!close_up(&framed, frame, &fracs, score)?.is_empty());
-        }
-        let ms = started.elapsed().as_secs_f64() * 1000.0 / missed.len().max(1) as f64;
-        let mut raised = Vec::new();
-        for frame in &negatives {
-            if bare.detect(frame)?.is_empty() {
-                raised.extend(close_up(&bare, frame, &fracs, score)?.iter().map(|f| format!("{:.3}", f.score)));
-            }
-        }
+    if let Some((_, t)) = tuned.as_ref().filter(|_| std::env::var_os("REPLACED").is_some()) {
+        let raised: usize = negatives.iter().map(|f| t.detect(f).map(|v| v.len())).sum::<Result<_, _>>()?;
+        let before: usize = negatives.iter().map(|f| bare.detect(f).map(|v| v.len())).sum::<Result<_, _>>()?;
         println!(
-            "close-up look at {score}: rescued {rescued} of {} missed ({ms:.0} ms each); faces on {} faceless frames: {} [{}]",
+            "cascade with the tuned O-Net as its last stage: missed {tuned_missed} of {}; faces on {} faceless frames: {raised} (pretrained: {before})",
+            examples.len(),
+            negatives.len()
+        );
+    }
+    // The detector as the app runs it (the shipped second opinion and its close look), on the
+    // frames the cascade alone misses and on the faceless frames; `CLOSE=score,floor;...` tries
+    // other thresholds of the close look.
+    let mut app_framed = mien_trainer::detect::detector(40.0)?;
+    let mut app_bare = mien_trainer::detect::detector(DetectorConfig::default().min_face_size)?;
+    let settings = match std::env::var("CLOSE") {
+        Ok(v) => v
+            .split(';')
+            .map(|p| p.split(',').map(|x| x.trim().parse::<f32>().with_context(|| format!("CLOSE: {x:?}"))).collect())
+            .collect::<Result<Vec<Vec<f32>>>>()?,
+        Err(_) => vec![vec![app_framed.config().close_look.unwrap_or(f32::NAN), app_framed.config().close_look_floor]],
+    };
+    for v in settings {
+        anyhow::ensure!(v.len() == 2, "CLOSE: score,floor pairs");
+        for d in [&mut app_framed, &mut app_bare] {
+            d.set_config(DetectorConfig { close_look: Some(v[0]), close_look_floor: v[1], ..d.config().clone() });
+        }
+        let started = std::time::Instant::now();
+        let still_missed =
+            missed.iter().map(|f| app_framed.detect(f).map(|v| v.is_empty() as usize)).sum::<Result<usize, _>>()?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0 / missed.len().max(1) as f64;
+        let raised: Vec<String> = negatives
+            .iter()
+            .map(|f| app_bare.detect(f))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .map(|f| format!("{:.3}", f.score))
+            .collect();
+        println!(
+            "the app's detector, close look at {} with the pretrained O-Net at {}: missed {still_missed} of the {} ({ms:.0} ms each); faces on {} faceless frames: {} [{}]",
+            v[0],
+            v[1],
             missed.len(),
             negatives.len(),
             raised.len(),
             raised.join(" ")
         );
+    }
+    if std::env::var_os("ONET").is_none() {
+        return Ok(());
+    }
+
+    // The close look at the lowest score, each face with the pretrained O-Net's score on its
+    // window too: a face is kept at score `s` and floor `p` when the look gives it `s` and the
+    // pretrained O-Net at least `p`.
+    let lowest = scores.iter().copied().fold(f32::INFINITY, f32::min);
+    let floors = numbers("FLOORS", "0,0.1,0.3,0.5")?;
+    let looked = |det: &FaceDetector, pretrained: &FaceDetector, frame: &Frame| -> Result<Vec<(f32, f32)>> {
+        let mut out = Vec::new();
+        for f in close_up(det, frame, &fracs, lowest)? {
+            let p = onet_on(pretrained, frame, &[f.bbox], 0.0)?.iter().map(|g| g.score).fold(0.0, f32::max);
+            out.push((f.score, p));
+        }
+        Ok(out)
+    };
+    let started = std::time::Instant::now();
+    let mut on_missed = Vec::new();
+    for frame in &missed {
+        on_missed.push(looked(look_framed, &framed, frame)?);
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0 / missed.len().max(1) as f64;
+    let mut on_negatives = Vec::new();
+    for frame in &negatives {
+        if bare.detect(frame)?.is_empty() {
+            on_negatives.push(looked(look_bare, &bare, frame)?);
+        }
+    }
+    for &score in &scores {
+        for &floor in &floors {
+            let kept = |faces: &Vec<(f32, f32)>| faces.iter().filter(|(s, p)| *s >= score && *p >= floor).count();
+            let rescued = on_missed.iter().filter(|f| kept(f) > 0).count();
+            let raised: usize = on_negatives.iter().map(kept).sum();
+            println!(
+                "close-up look at {score}, pretrained O-Net at least {floor}: rescued {rescued} of {} missed ({ms:.0} ms each); faces on {} faceless frames: {raised}",
+                missed.len(),
+                negatives.len(),
+            );
+        }
     }
     Ok(())
 }

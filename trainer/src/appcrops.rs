@@ -175,6 +175,8 @@ fn cache_path(examples: &[Example], crop: &CropConfig, detector: &DetectorConfig
     eat(&[crop.align as u8]);
     // The detector's settings (the turned look, say): other settings find other faces.
     eat(serde_json::to_string(detector).unwrap_or_default().as_bytes());
+    // And the second opinion's weights, which decide what its close look finds.
+    eat(crate::detect::shipped_second_opinion());
     eat(&(examples.len() as u64).to_le_bytes());
     for e in examples {
         eat(&e.pixels);

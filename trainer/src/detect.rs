@@ -19,22 +19,30 @@ pub fn shipped_weights() -> MtcnnWeights {
     }
 }
 
+/// The second opinion's O-Net as shipped ([`mien::detect::SECOND_OPINION_FILE`]).
+pub fn shipped_second_opinion() -> &'static [u8] {
+    include_bytes!("../../assets/mtcnn/onet_faces.safetensors")
+}
+
+/// The detector as the app runs it (its second opinion too), searching faces from `min_face` pixels.
 pub fn detector(min_face: f32) -> Result<FaceDetector> {
     let config = DetectorConfig { min_face_size: min_face, ..DetectorConfig::default() };
-    FaceDetector::new(&shipped_weights(), config, &Device::flex()).context("loading the MTCNN weights")
+    FaceDetector::new(&shipped_weights(), config, &Device::flex())
+        .and_then(|d| d.with_second_opinion(shipped_second_opinion()))
+        .context("loading the MTCNN weights")
 }
 
 /// Frames without a face, to count the faces a detector setting raises where there are none:
 /// square cuts of the fixture photos that touch no reference face (grown by half its size),
-/// resized to 64–363 px, and the faceless fixtures as they are (152 frames with seed 3). Paths
-/// are the repository's: run from its root.
+/// resized to 64–363 px, and the faceless fixtures as they are (152 frames with seed 3).
 pub fn faceless_frames(rng: &mut SplitMix64) -> Result<Vec<Frame>> {
+    let tests = crate::repo_root().join("tests");
     let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read("tests/fixtures/reference_mtcnn_detections.json")?)?;
+        serde_json::from_slice(&std::fs::read(tests.join("fixtures/reference_mtcnn_detections.json"))?)?;
     let mut out = Vec::new();
     let images = reference["images"].as_object().context("reference detections: no images")?;
     for (path, entry) in images {
-        let frame = Frame::decode(&std::fs::read(format!("tests/{path}"))?)?;
+        let frame = Frame::decode(&std::fs::read(tests.join(path))?)?;
         let img = image::RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec())
             .context("a frame has width × height × 3 bytes")?;
         let mut faces = Vec::new();

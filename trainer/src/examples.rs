@@ -72,12 +72,37 @@ fn soft_target(votes: &[f32], labels: &[Emotion]) -> Vec<f32> {
 /// A seeded sample of `n` of a dataset's training images (its test splits are never read), as
 /// examples cut with `crop`: what the detection examples (`trainer/examples/`) measure on.
 pub fn training_sample(data: &Path, crop: &CropConfig, n: usize, seed: u64) -> Result<Vec<Example>> {
+    let mut sample = shuffled_training_images(data, crop, seed)?;
+    sample.truncate(n);
+    Ok(sample.into_iter().map(|(e, _)| e).collect())
+}
+
+/// The first `n` images of the order [`training_sample`] draws with `seed` (dataset crops as they
+/// are), less the training copies of test images: a sample whose first images are the detection
+/// examples' and whose others can be trained on without touching what those examples measure.
+pub fn training_sample_without_test_copies(data: &Path, n: usize, seed: u64) -> Result<Vec<Example>> {
+    let mut sample = shuffled_training_images(data, &CropConfig::default(), seed)?;
+    sample.truncate(n);
+    Ok(sample.into_iter().filter(|(_, copy)| !copy).map(|(e, _)| e).collect())
+}
+
+/// A dataset's training images in a seeded order, each with whether it is a copy of a test image.
+fn shuffled_training_images(data: &Path, crop: &CropConfig, seed: u64) -> Result<Vec<(Example, bool)>> {
     let mut dataset = open_dataset(data, None, None)?;
+    let copies = dataset.training_copies_of_test_images();
     dataset.samples.retain(|s| !matches!(s.usage.as_deref(), Some("PublicTest") | Some("PrivateTest")));
-    let (mut examples, _, _) = examples_of(&dataset, crop)?;
-    crate::augment::SplitMix64::new(seed).shuffle(&mut examples);
-    examples.truncate(n);
-    Ok(examples)
+    let is_copy: Vec<bool> = dataset.samples.iter().map(|s| copies.contains(&s.id)).collect();
+    let (examples, _, _) = examples_of(&dataset, crop)?;
+    anyhow::ensure!(
+        examples.len() == is_copy.len(),
+        "{}: {} of {} training images could not be read",
+        data.display(),
+        is_copy.len() - examples.len(),
+        is_copy.len()
+    );
+    let mut sample: Vec<(Example, bool)> = examples.into_iter().zip(is_copy).collect();
+    crate::augment::SplitMix64::new(seed).shuffle(&mut sample);
+    Ok(sample)
 }
 
 pub fn cache_dir() -> PathBuf {

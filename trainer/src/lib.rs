@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod json;
 pub mod lineage;
 pub mod model_card;
+pub mod onet;
 pub mod plots;
 pub mod report;
 pub mod results;

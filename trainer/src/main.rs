@@ -24,6 +24,7 @@ enum Command {
     Train(commands::train::Args),
     Cv(commands::cv::Args),
     Tune(commands::tune::Args),
+    TuneOnet(commands::tune_onet::Args),
     Average(commands::average::Args),
     Export(commands::export::Args),
     Prune(commands::prune::Args),
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
             a.train = a.train.with_init_shape(given);
             done(commands::tune::run(a))
         }
+        Command::TuneOnet(a) => done(commands::tune_onet::run(a)),
         Command::Average(a) => done(commands::average::run(a)),
         Command::Export(a) => done(commands::export::run(a)),
         Command::Prune(a) => done(commands::prune::run(a)),

@@ -221,6 +221,9 @@ struct Models {
 /// The files the models are made from, fetched once.
 struct ModelFiles {
     mtcnn: MtcnnWeights,
+    /// The detector's second opinion ([`mien::detect::SECOND_OPINION_FILE`]), or why it could
+    /// not be fetched: without it the detector only skips its close look.
+    second_opinion: Result<Vec<u8>, String>,
     /// The expression model's manifest and weights, or why they could not be fetched.
     classifier: Result<(Vec<u8>, Vec<u8>), String>,
 }
@@ -228,11 +231,12 @@ struct ModelFiles {
 impl ModelFiles {
     async fn fetch() -> Result<ModelFiles, String> {
         let mtcnn = fetch_weights("./assets/mtcnn").await?;
+        let second_opinion = fetch_bytes(&format!("./assets/mtcnn/{}", mien::detect::SECOND_OPINION_FILE)).await;
         let classifier = match fetch_bytes("./assets/model/manifest.json").await {
             Ok(manifest) => fetch_bytes("./assets/model/classifier.safetensors").await.map(|w| (manifest, w)),
             Err(e) => Err(e),
         };
-        Ok(ModelFiles { mtcnn, classifier })
+        Ok(ModelFiles { mtcnn, second_opinion, classifier })
     }
 
     /// Builds the models on `device` and runs the test frame once: the first run compiles a
@@ -240,6 +244,20 @@ impl ModelFiles {
     /// frame) is not the slow one.
     async fn load(&self, device: &Device) -> Result<Models, String> {
         let detector = FaceDetector::new(&self.mtcnn, DetectorConfig::default(), device).map_err(|e| e.to_string())?;
+        // A face that fills the picture and that the cascade misses is then missed; every other
+        // face is still found, so the app goes on, saying why in the console.
+        let detector = match self
+            .second_opinion
+            .as_deref()
+            .map_err(|e| e.clone())
+            .and_then(|bytes| detector.clone().with_second_opinion(bytes).map_err(|e| e.to_string()))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                web_sys::console::warn_1(&format!("the face detector runs without its close look: {e}").into());
+                detector
+            }
+        };
         let classifier = match &self.classifier {
             Ok((manifest, weights)) => ExpressionClassifier::load(manifest, weights, device).map_err(|e| e.to_string()),
             Err(e) => Err(e.clone()),
@@ -486,7 +504,7 @@ async fn detect(job: DetectJob) -> Result<DetectReply, String> {
     let faces = match &job.step {
         Step::Detect => state.detector.detect_sharing(&photo.frame, &config, helper.as_ref()).await,
         Step::DetectUpright => {
-            let upright = mien::DetectorConfig { turned_look: None, ..config.clone() };
+            let upright = mien::DetectorConfig { turned_look: None, close_look: None, ..config.clone() };
             state.detector.detect_with(&photo.frame, &upright).await
         }
         Step::Follow(priors) => state.detector.follow_with(&photo.frame, priors, &config).await,

@@ -13,6 +13,7 @@ pub mod quantize;
 pub mod results;
 pub mod train;
 pub mod tune;
+pub mod tune_onet;
 
 /// A training run to read back: the dataset it trained on and its checkpoints folder.
 #[derive(clap::Args, Debug)]
