@@ -257,22 +257,25 @@ fn windows_of(shown: &Shown, t: [f32; 4], rng: &mut SplitMix64, out: &mut Window
     }
 }
 
-/// The pretrained O-Net's landmarks and scores on every window.
-fn pretrained_outputs(onet: &ONet, w: &mut Windows, device: &Device) -> Result<()> {
+/// `onet`'s landmarks and face probability on every window of `input` (stacked 48×48 RGB).
+fn forward_windows(onet: &ONet, input: &[f32], device: &Device) -> Result<(Vec<[f32; 10]>, Vec<f32>)> {
     let per = 3 * SIDE * SIDE;
-    for chunk in w.input.chunks(256 * per) {
+    let (mut marks, mut scores) = (Vec::new(), Vec::new());
+    for chunk in input.chunks(256 * per) {
         let n = chunk.len() / per;
         let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, 3, SIDE, SIDE]), device);
-        let (_, marks, prob) = onet.forward(x);
-        let marks = marks.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let (_, m, prob) = onet.forward(x);
+        let m = m.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let prob = prob.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        for k in 0..n {
-            let mut m = [0f32; 10];
-            m.copy_from_slice(&marks[k * 10..k * 10 + 10]);
-            w.marks.push(m);
-            w.score.push(prob[k * 2 + 1]);
-        }
+        marks.extend(m.chunks_exact(10).map(|c| std::array::from_fn(|i| c[i])));
+        scores.extend(prob.chunks_exact(2).map(|p| p[1]));
     }
+    Ok((marks, scores))
+}
+
+/// The pretrained O-Net's landmarks and scores on every window.
+fn pretrained_outputs(onet: &ONet, w: &mut Windows, device: &Device) -> Result<()> {
+    (w.marks, w.score) = forward_windows(onet, &w.input, device)?;
     Ok(())
 }
 
@@ -301,21 +304,7 @@ fn window_scores(scores: &[f32], kinds: &[Kind]) -> WindowScores {
 }
 
 fn scores_of(onet: &ONet, w: &Windows, device: &Device) -> Result<Vec<f32>> {
-    let per = 3 * SIDE * SIDE;
-    let mut out = Vec::with_capacity(w.len());
-    for chunk in w.input.chunks(256 * per) {
-        let n = chunk.len() / per;
-        let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, 3, SIDE, SIDE]), device);
-        let prob = onet
-            .forward(x)
-            .2
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        out.extend(prob.chunks_exact(2).map(|p| p[1]));
-    }
-    Ok(out)
+    Ok(forward_windows(onet, &w.input, device)?.1)
 }
 
 /// One epoch's figures.
