@@ -1,5 +1,5 @@
 //! The whole path from a frame to emotions: faces found ([`FaceDetector`]), cut out as the model
-//! expects ([`crop_face`] with the manifest's [`CropConfig`]), classified
+//! expects ([`crop_face`] with the manifest's [`CropConfig`](crate::align::CropConfig)), classified
 //! ([`ExpressionClassifier`]). The stages are also callable one by one, so a caller can time each.
 
 use serde::{Deserialize, Serialize};
