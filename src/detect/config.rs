@@ -45,9 +45,10 @@ pub struct DetectorConfig {
     #[serde(default = "default_close_look")]
     pub close_look: Option<f32>,
     /// The pretrained O-Net's score a face of the close look must also reach, its best on three
-    /// windows about the same box (0.9, 1.1 and 1.3 of its side). The second opinion learnt faces against flat and scrambled surroundings only, never
-    /// the world's clothes, cats and skies; on a few of those it is sure of a face where the
-    /// pretrained O-Net, taught on the world, is all but sure there is none.
+    /// windows about the same box (0.9, 1.1 and 1.3 of its side). The second opinion learnt faces
+    /// against flat and scrambled surroundings only, never the world's clothes, cats and skies;
+    /// on a few of those it is sure of a face where the pretrained O-Net, taught on the world, is
+    /// all but sure there is none.
     #[serde(default = "default_close_look_floor")]
     pub close_look_floor: f32,
 }

@@ -122,12 +122,18 @@ pub const FOLLOW_WINDOW: f32 = 0.9;
 /// scaled by [`FOLLOW_WINDOW`] about its centre and made square, the degenerate and non-finite
 /// ones left out.
 fn follow_windows(priors: &[[f32; 4]]) -> Vec<Candidate> {
-    priors
+    windows_about(priors, FOLLOW_WINDOW)
+}
+
+/// Each box of `boxes` scaled by `side` about its centre and made square, the degenerate and
+/// non-finite ones left out.
+fn windows_about(boxes: &[[f32; 4]], side: f32) -> Vec<Candidate> {
+    boxes
         .iter()
         .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1])
         .map(|&b| {
             let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-            let (hw, hh) = ((b[2] - b[0]) * FOLLOW_WINDOW / 2.0, (b[3] - b[1]) * FOLLOW_WINDOW / 2.0);
+            let (hw, hh) = ((b[2] - b[0]) * side / 2.0, (b[3] - b[1]) * side / 2.0);
             square(&Candidate::of_box([cx - hw, cy - hh, cx + hw, cy + hh], 1.0))
         })
         .collect()
@@ -154,13 +160,6 @@ const CLOSE_LOOK_FIRST: f32 = 0.5;
 /// `missed_faces` example, the detector misses 33 with these three where it missed 36 with the one
 /// window of 0.9, and raises no face on the 152 faceless frames the cascade alone does not.
 const CLOSE_LOOK_FLOOR_SIDES: [f32; 3] = [0.9, 1.1, 1.3];
-
-/// `b` (`[x1, y1, x2, y2]`) scaled by `k` about its centre.
-fn scaled_about_centre(b: [f32; 4], k: f32) -> [f32; 4] {
-    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-    let (hw, hh) = ((b[2] - b[0]) * k / 2.0, (b[3] - b[1]) * k / 2.0);
-    [cx - hw, cy - hh, cx + hw, cy + hh]
-}
 
 /// MTCNN on a burn device.
 #[derive(Debug, Clone)]
@@ -306,8 +305,9 @@ impl FaceDetector {
             self.stage3_with(net, working, (1.0, 1.0), follow_windows(&boxes), &last, None::<&NoHelper>).await?;
         let mut kept = Vec::new();
         for face in faces.into_iter().filter(turn::plausible_landmarks) {
-            let windows = CLOSE_LOOK_FLOOR_SIDES.map(|k| scaled_about_centre(face.bbox, k / FOLLOW_WINDOW));
-            let pretrained = self.onet_scores(&self.onet, working, (1.0, 1.0), &follow_windows(&windows), cfg).await?;
+            let windows: Vec<Candidate> =
+                CLOSE_LOOK_FLOOR_SIDES.iter().flat_map(|&k| windows_about(&[face.bbox], k)).collect();
+            let pretrained = self.onet_scores(&self.onet, working, (1.0, 1.0), &windows, cfg).await?;
             if pretrained.iter().any(|(c, _)| c.score >= cfg.close_look_floor) {
                 kept.push(face.scaled(1.0 / kx, 1.0 / ky));
             }
