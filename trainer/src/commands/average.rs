@@ -52,11 +52,14 @@ fn average_model(
     out: &Path,
 ) -> Result<()> {
     let (cfg, num_classes, history, _) = crate::train::read_checkpoint(checkpoints)?;
+    // A run that trained a later part of a schedule numbers its epochs on from the earlier ones.
+    let done = cfg.schedule_done;
     anyhow::ensure!(
-        first >= 1 && first <= last && last <= history.len(),
-        "--epochs {first}-{last}: the run in {} has finished epochs 1 to {}",
+        first > done && first <= last && last <= done + history.len(),
+        "--epochs {first}-{last}: the run in {} has finished epochs {} to {}",
         checkpoints.display(),
-        history.len()
+        done + 1,
+        done + history.len()
     );
     let files: Vec<PathBuf> = (first..=last).map(|e| crate::train::epoch_weights(checkpoints, e)).collect();
     if let Some(missing) = files.iter().find(|f| !f.exists()) {
@@ -85,7 +88,7 @@ fn average_model(
             .iter()
             .filter_map(|h| h.val_accuracy.map(|v| (h.epoch, v)))
             .reduce(|best, x| if x.1 > best.1 { x } else { best });
-    for h in &history[first - 1..last] {
+    for h in &history[first - 1 - done..last - done] {
         eprintln!("  epoch {:>3}: validation {}", h.epoch, pct(h.val_accuracy));
     }
     eprintln!(

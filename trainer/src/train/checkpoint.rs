@@ -156,14 +156,15 @@ pub fn read_checkpoint(dir: &Path) -> Result<(TrainConfig, usize, Vec<EpochStats
 }
 
 impl CheckpointState {
-    /// The state of a run that has not trained yet.
+    /// The state of a run that has not trained yet: after the epochs of its schedule that
+    /// earlier runs trained (none, for a run that trains a schedule from its start).
     pub(super) fn new(cfg: &TrainConfig, num_classes: usize) -> Self {
         CheckpointState {
             config: cfg.clone(),
             num_classes,
-            epoch: 0,
+            epoch: cfg.schedule_done,
             best_val: None,
-            best_epoch: 0,
+            best_epoch: cfg.schedule_done,
             history: Vec::new(),
             param_ids: Vec::new(),
         }
@@ -216,7 +217,7 @@ impl Checkpoints {
             self.state().display(),
             settings_apart(&saved.config, cfg, saved.num_classes, num_classes)
         );
-        if saved.epoch == 0 {
+        if saved.history.is_empty() {
             return Ok(None);
         }
         let mut net = load_weights(&self.last(saved.epoch), cfg, num_classes, device)?;

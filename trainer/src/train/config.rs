@@ -124,6 +124,21 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 1)]
     #[serde(default = "one_lane", skip_serializing_if = "is_one_lane")]
     pub lanes: usize,
+    /// The length in epochs of the learning-rate schedule this run is a part of (default: all
+    /// of it, --schedule-done plus --epochs). A schedule longer than one run may last is cut
+    /// into runs that each train --epochs of it, every run after the first starting from the
+    /// model folder of the one before (--init DIR --keep-head --schedule-done N), so that a long
+    /// cosine schedule, not a chain of short restarts, is what the runs together train.
+    #[arg(long, value_name = "EPOCHS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_epochs: Option<usize>,
+    /// Epochs of the schedule that earlier runs trained (the --init model's). This run goes on
+    /// with the epochs after them: their learning rates and their batch order, as one
+    /// uninterrupted run takes them, numbered on from N. The optimizer's moments start afresh,
+    /// so the rate is warmed up again over the run's first epoch (or tenth of the schedule).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "keep_head")]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schedule_done: usize,
 }
 
 /// Knowledge distillation (Hinton et al., 2015): the student also matches a larger teacher's
@@ -249,6 +264,16 @@ impl TrainConfig {
         !self.no_validation && !other.no_validation && self.seed == other.seed && mode(self) == mode(other)
     }
 
+    /// The length in epochs of the learning-rate schedule the run trains a part of.
+    pub fn schedule_len(&self) -> usize {
+        self.schedule_epochs.unwrap_or(self.schedule_done + self.epochs)
+    }
+
+    /// The schedule's epoch after which the run stops (1-based): the last it trains.
+    pub fn last_schedule_epoch(&self) -> usize {
+        self.schedule_done + self.epochs
+    }
+
     /// Refuses settings that cannot train, naming the flag, before any work starts.
     pub fn validate(&self) -> Result<()> {
         let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(anyhow::anyhow!(what)) };
@@ -277,6 +302,23 @@ impl TrainConfig {
         check(
             !(self.no_validation && self.patience > 0),
             format!("--no-validation with --patience {}: nothing to stop early on (use --patience 0)", self.patience),
+        )?;
+        check(
+            self.schedule_done == 0 || (self.init.is_some() && self.keep_head),
+            format!(
+                "--schedule-done {}: the run goes on from a model of the schedule's earlier epochs (give it with \
+                 --init DIR --keep-head)",
+                self.schedule_done
+            ),
+        )?;
+        check(
+            self.schedule_len() >= self.schedule_done + self.epochs,
+            format!(
+                "--schedule-epochs {} is shorter than --schedule-done {} plus --epochs {}",
+                self.schedule_len(),
+                self.schedule_done,
+                self.epochs
+            ),
         )?;
         if let Some(d) = &self.distill {
             check(!d.teachers.is_empty(), "--teacher: distillation needs at least one teacher".into())?;
@@ -325,6 +367,10 @@ fn one_lane() -> usize {
 
 fn is_one_lane(n: &usize) -> bool {
     *n == 1
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

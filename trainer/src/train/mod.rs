@@ -85,7 +85,7 @@ pub fn train(
             net = last;
             state = saved;
             if !quiet {
-                eprintln!("resuming after epoch {} of {}", state.epoch, cfg.epochs);
+                eprintln!("resuming after epoch {} of {}", state.epoch, cfg.last_schedule_epoch());
             }
         }
     }
@@ -100,7 +100,7 @@ pub fn train(
     let net = std::thread::scope(|scope| -> Result<ExpressionNet> {
         let lanes = Lanes::spawn(scope, part_loss);
         let mut net = net;
-        for epoch in state.epoch..cfg.epochs {
+        for epoch in state.epoch..cfg.last_schedule_epoch() {
             let started = Instant::now();
             device.seed(network::epoch_seed(cfg.seed, epoch));
             if cfg.lanes > 1 {
@@ -112,7 +112,7 @@ pub fn train(
             let mut rng = SplitMix64::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut order: Vec<usize> = (0..train.len()).collect();
             rng.shuffle(&mut order);
-            let progress = EpochProgress::start(epoch, cfg.epochs, train.len(), quiet);
+            let progress = EpochProgress::start(epoch, cfg.last_schedule_epoch(), train.len(), quiet);
             let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
             let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
             for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
