@@ -266,7 +266,7 @@ impl TrainConfig {
 
     /// The length in epochs of the learning-rate schedule the run trains a part of.
     pub fn schedule_len(&self) -> usize {
-        self.schedule_epochs.unwrap_or(self.schedule_done + self.epochs)
+        self.schedule_epochs.unwrap_or(self.last_schedule_epoch())
     }
 
     /// The schedule's epoch after which the run stops (1-based): the last it trains.
@@ -312,7 +312,7 @@ impl TrainConfig {
             ),
         )?;
         check(
-            self.schedule_len() >= self.schedule_done + self.epochs,
+            self.schedule_len() >= self.last_schedule_epoch(),
             format!(
                 "--schedule-epochs {} is shorter than --schedule-done {} plus --epochs {}",
                 self.schedule_len(),
